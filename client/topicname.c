@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "topicname.h"
+
+/* Length of the valid UTF-8 sequence at @s (at most @len bytes), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t len) {
+        unsigned c = s[0];
+        size_t n, i;
+        uint32_t cp;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xc2 && c <= 0xdf) {
+                n = 2;
+                cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+                n = 3;
+                cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+                n = 4;
+                cp = c & 0x07;
+        } else
+                return 0;
+        if (len < n)
+                return 0;
+        for (i = 1; i < n; i++) {
+                if ((s[i] & 0xc0) != 0x80)
+                        return 0;
+                cp = cp << 6 | (s[i] & 0x3f);
+        }
+        /* Overlong forms, surrogates, beyond U+10FFFF. */
+        if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+                return 0;
+        return n;
+}
+
+static TopicCheck check(const char *str, size_t len, size_t max_len, bool filter) {
+        const unsigned char *s = (const unsigned char *)str;
+        size_t i = 0, level_start = 0, levels = 1;
+
+        if (len == 0)
+                return TOPIC_E_EMPTY;
+        if (len > max_len)
+                return TOPIC_E_TOO_LONG;
+
+        while (i < len) {
+                unsigned char c = s[i];
+                size_t n;
+
+                if (c < 0x20 || c == 0x7f)
+                        return TOPIC_E_CONTROL;
+                if (c == '/') {
+                        if (++levels > TOPIC_MAX_LEVELS)
+                                return TOPIC_E_TOO_DEEP;
+                        level_start = ++i;
+                        continue;
+                }
+                if (c == '+' || c == '#') {
+                        if (!filter)
+                                return TOPIC_E_WILDCARD;
+                        /* A wildcard is the whole level: preceded by '/' or
+                         * the start, followed by '/' or the end. */
+                        if (i != level_start || (i + 1 < len && s[i + 1] != '/'))
+                                return TOPIC_E_PARTIAL;
+                        if (c == '#' && i + 1 != len)
+                                return TOPIC_E_HASH_NOT_LAST;
+                        i++;
+                        continue;
+                }
+                n = utf8_seq(s + i, len - i);
+                if (n == 0)
+                        return TOPIC_E_UTF8;
+                i += n;
+        }
+        return TOPIC_OK;
+}
+
+TopicCheck topic_name_check(const char *s, size_t len, size_t max_len) {
+        return check(s, len, max_len, false);
+}
+
+TopicCheck topic_filter_check(const char *s, size_t len, size_t max_len) {
+        return check(s, len, max_len, true);
+}
+
+const char *topic_check_str(TopicCheck c) {
+        static const char *const str[_TOPIC_E_MAX] = {
+                [TOPIC_OK] = "valid",
+                [TOPIC_E_EMPTY] = "empty topic",
+                [TOPIC_E_TOO_LONG] = "topic longer than the limit",
+                [TOPIC_E_UTF8] = "topic is not valid UTF-8",
+                [TOPIC_E_CONTROL] = "topic contains a control character or NUL",
+                [TOPIC_E_WILDCARD] = "wildcard ('+' or '#') in a topic name",
+                [TOPIC_E_PARTIAL] = "wildcard must be a whole level",
+                [TOPIC_E_HASH_NOT_LAST] = "'#' must be the last level",
+                [TOPIC_E_TOO_DEEP] = "too many topic levels",
+        };
+        if ((unsigned)c >= _TOPIC_E_MAX)
+                return "invalid topic";
+        return str[c];
+}
+
+bool topic_filter_match(const char *f, size_t flen, const char *t, size_t tlen) {
+        size_t fi = 0, ti = 0;
+
+        /* $-topics are not matched by a leading wildcard. */
+        if (tlen > 0 && t[0] == '$' && flen > 0 && (f[0] == '+' || f[0] == '#'))
+                return false;
+
+        for (;;) {
+                size_t fe = fi, te = ti;
+
+                while (fe < flen && f[fe] != '/')
+                        fe++;
+                if (fe - fi == 1 && f[fi] == '#')
+                        return true; /* matches this level, the parent, and below */
+                if (ti > tlen)
+                        /* Topic exhausted: only "parent/#" can still match. */
+                        return false;
+                while (te < tlen && t[te] != '/')
+                        te++;
+                if (!(fe - fi == 1 && f[fi] == '+')) {
+                        if (fe - fi != te - ti || memcmp(f + fi, t + ti, fe - fi) != 0)
+                                return false;
+                }
+                /* Both at the end of their last level? */
+                if (fe == flen && te == tlen)
+                        return true;
+                if (fe == flen)
+                        return false; /* filter ended, topic has more levels */
+                fi = fe + 1;
+                ti = te + 1; /* may step past tlen: topic has no more levels */
+                if (ti > tlen) {
+                        /* Filter has more levels, topic has none: only '#' fits. */
+                        return flen - fi == 1 && f[fi] == '#';
+                }
+        }
+}
+
+bool topic_filter_is_wildcard(const char *f, size_t flen) {
+        size_t i;
+        for (i = 0; i < flen; i++)
+                if ((f[i] == '+' || f[i] == '#') && (i == 0 || f[i - 1] == '/'))
+                        return true;
+        return false;
+}

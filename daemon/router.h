@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The router: a trie of topic levels holding every subscription filter, plus
+ * the state of every topic that has been published to (its sequence
+ * counter). Publishing walks the trie along the topic's levels and the '+'
+ * and '#' branches, so its cost grows with the topic's depth, not with the
+ * number of subscriptions. Pure code: no I/O, no logging.
+ *
+ * Subscriptions belong to an owner (a connection) that embeds a RouterOwner;
+ * a publish reaches each owner at most once, however many of its filters
+ * match, and only through subscriptions whose type selection admits the
+ * message's type.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct TrieNode TrieNode;
+typedef struct Router Router;
+
+/* Embedded in whatever owns subscriptions. */
+typedef struct RouterOwner {
+        uint64_t epoch; /* last publish that reached this owner */
+} RouterOwner;
+
+typedef struct Subscription {
+        RouterOwner *owner;
+        uint32_t id;        /* chosen by the owner, unique per owner */
+        TrieNode *node;     /* where the filter ends; NULL until added */
+        struct Subscription *node_prev, *node_next;
+        uint64_t n_matched; /* deliveries through this subscription */
+        uint16_t filter_len;
+        uint16_t n_types;   /* 0: every type */
+        uint32_t *types;    /* points into this allocation */
+        char filter[];      /* filter_len bytes + NUL, then the types */
+} Subscription;
+
+/* The state kept per published topic. */
+typedef struct RouterTopic {
+        uint64_t seq;         /* sequence number of the last message */
+        uint64_t n_published;
+        uint64_t n_dropped;   /* deliveries dropped for full queues */
+} RouterTopic;
+
+/* Called once per matching owner; @sub is one of its matching subscriptions. */
+typedef void (*RouterVisitFn)(Subscription *sub, void *userdata);
+
+int router_new(Router **ret);
+Router *router_free(Router *r);
+
+/* Allocates a subscription (not yet in a router). @types may be NULL when
+ * @n_types is 0. Returns NULL when out of memory. Free with subscription_free
+ * after removing it. */
+Subscription *subscription_new(RouterOwner *owner, uint32_t id, const char *filter,
+                               size_t filter_len, const uint32_t *types, size_t n_types);
+Subscription *subscription_free(Subscription *s);
+
+/* Adds a (valid) subscription. Returns 0 or -ENOMEM. */
+int router_add(Router *r, Subscription *s);
+/* Removes a subscription added before; prunes nodes left empty. */
+void router_remove(Router *r, Subscription *s);
+
+/*
+ * Finds the topic @name (a valid topic name), creating its state when
+ * @create is true. Returns NULL when it does not exist (or on -ENOMEM when
+ * creating; *ret_err says which: 0 or -ENOMEM). -ENOSPC when creating would
+ * exceed @max_topics.
+ */
+RouterTopic *router_topic(Router *r, const char *name, size_t len, bool create,
+                          size_t max_topics, int *ret_err);
+
+/*
+ * Calls @visit once for every owner with a subscription that matches topic
+ * @name (a valid name) and admits @type. Returns the number of owners
+ * visited.
+ */
+size_t router_match(Router *r, const char *name, size_t len, uint32_t type, RouterVisitFn visit,
+                    void *userdata);
+
+size_t router_n_subscriptions(const Router *r);
+size_t router_n_topics(const Router *r);
+size_t router_n_nodes(const Router *r);
