@@ -149,3 +149,19 @@ bool topic_filter_is_wildcard(const char *f, size_t flen) {
                         return true;
         return false;
 }
+
+bool utf8_printable(const char *str, size_t len) {
+        const unsigned char *s = (const unsigned char *)str;
+        size_t i = 0;
+
+        while (i < len) {
+                size_t n;
+                if (s[i] < 0x20 || s[i] == 0x7f)
+                        return false;
+                n = utf8_seq(s + i, len - i);
+                if (n == 0)
+                        return false;
+                i += n;
+        }
+        return true;
+}

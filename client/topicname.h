@@ -43,5 +43,8 @@ TopicCheck topic_filter_check(const char *s, size_t len, size_t max_len);
 const char *topic_check_str(TopicCheck c);
 /* True when valid @filter matches valid topic @name. */
 bool topic_filter_match(const char *filter, size_t flen, const char *name, size_t nlen);
+/* True when @s (@len bytes) is valid UTF-8 with no control characters or NUL:
+ * what client names and other human text on the wire must be. */
+bool utf8_printable(const char *s, size_t len);
 /* True when @filter contains a wildcard level. */
 bool topic_filter_is_wildcard(const char *filter, size_t flen);

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The broker: owns the event loop, the listener, the router, every
+ * connection and the statistics; handles signals and shutdown. One process,
+ * one thread, one libevent loop.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "connection.h"
+#include "router.h"
+#include "wire.h"
+
+struct event_base;
+struct event;
+typedef struct Listener Listener;
+
+typedef struct BrokerConfig {
+        char *socket_path;         /* owned */
+        mode_t socket_mode;
+        uint32_t max_payload;      /* inline payload bytes */
+        uint16_t max_topic_len;
+        uint32_t max_subscriptions; /* per connection */
+        size_t out_queue_bytes;    /* per connection */
+        size_t max_topics;
+        size_t max_connections;
+} BrokerConfig;
+
+/* Fills @cfg with the built-in defaults (socket_path NULL). */
+void broker_config_defaults(BrokerConfig *cfg);
+
+typedef struct BrokerStats {
+        uint64_t msgs_in;
+        uint64_t msgs_out;
+        uint64_t bytes_in;
+        uint64_t bytes_out;
+        uint64_t drops;
+        uint64_t errors;          /* ERROR frames sent */
+        uint64_t connections_total;
+        uint64_t connections_refused;
+} BrokerStats;
+
+/* Size of the shared receive buffer: one recvmsg takes up to this much. */
+#define BROKER_RBUF_SIZE (256 * 1024)
+
+struct Broker {
+        struct event_base *base;
+        BrokerConfig config;
+        WireLimits limits;
+        Router *router;
+        Listener *listener;
+        Connection *conns;
+        size_t n_conns;
+        uint32_t next_id;
+        Connection *flush_list;
+        struct event *ev_sigterm, *ev_sigint, *ev_sighup;
+        struct timespec started;
+        BrokerStats stats;
+        uint8_t *rbuf;
+        bool stopping;
+};
+
+/* Takes ownership of @cfg's allocations. Binds the socket. */
+int broker_new(Broker **ret, BrokerConfig *cfg);
+Broker *broker_free(Broker *b);
+
+/* Runs the loop until SIGTERM/SIGINT; then flushes what it can, closes every
+ * connection and removes the socket. Returns 0 or a negative errno. */
+int broker_run(Broker *b);
+
+/* Called by the listener with an accepted socket (ownership passes). */
+void broker_accept(Broker *b, int fd, pid_t pid, uid_t uid, gid_t gid);
+
+/* Puts @c on the list written at the end of this loop iteration. */
+void broker_schedule_flush(Broker *b, Connection *c);
+
+/* Writes the queue of every connection scheduled since the last call; drops
+ * those whose socket is dead (or that had a fatal error). */
+void broker_flush_pending(Broker *b);
+
+/* Closes and frees @c now, with a log line saying why (@why may be NULL). */
+void broker_drop_connection(Broker *b, Connection *c, const char *why);
+
+/* The status document (JSON) of the ADMIN "status" command, malloc'd. */
+char *broker_status_json(Broker *b, size_t *ret_len);

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One client connection: the socket, its credentials, the input buffer that
+ * frames are parsed from, and the bounded output queue that deliveries and
+ * answers wait in until the socket takes them. Does the I/O (recvmsg,
+ * sendmsg) and hands each complete, header-checked frame to the protocol
+ * layer through the broker.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "router.h"
+#include "wire.h"
+
+typedef struct Broker Broker;
+struct event;
+
+/* A refcounted, immutable byte block shared by every output queue that
+ * carries it: a published message's topic and payload are stored once,
+ * however many recipients it has. */
+typedef struct Body {
+        uint32_t n_refs;
+        uint32_t len;
+        uint8_t data[];
+} Body;
+
+Body *body_new(size_t len);
+static inline Body *body_ref(Body *b) {
+        if (b)
+                b->n_refs++;
+        return b;
+}
+Body *body_unref(Body *b);
+
+/* The largest per-frame prefix kept inline in a queue entry: the header and
+ * the biggest meta block a broker sends (WELCOME). */
+#define OUT_HDR_MAX (WIRE_HEADER_SIZE + WIRE_META_WELCOME)
+
+/* One queued frame: an inline header (+meta), then an optional shared body. */
+typedef struct OutEntry {
+        Body *body;
+        uint32_t sent; /* bytes of hdr+body already written */
+        uint16_t hdr_len;
+        uint8_t hdr[OUT_HDR_MAX];
+} OutEntry;
+
+typedef struct ConnectionStats {
+        uint64_t msgs_in;    /* PUBLISH frames accepted */
+        uint64_t msgs_out;   /* MESSAGE frames queued */
+        uint64_t bytes_in;   /* bytes received */
+        uint64_t bytes_out;  /* bytes written */
+        uint64_t drops;      /* deliveries dropped for a full queue */
+} ConnectionStats;
+
+typedef struct Connection {
+        RouterOwner owner; /* for the router's once-per-owner rule */
+        Broker *broker;
+        struct Connection *prev, *next; /* broker's list */
+        struct Connection *flush_next;  /* broker's list of queues to write */
+        bool in_flush_list;
+        bool welcomed;  /* HELLO accepted */
+        bool closing;   /* a fatal error is queued: read nothing more */
+
+        int fd;
+        struct event *ev_read;
+        struct event *ev_write;
+        uint32_t id;
+        pid_t pid;
+        uid_t uid;
+        gid_t gid;
+        char name[WIRE_MAX_CLIENT_NAME + 1];
+
+        /* Bytes of a frame that has not completely arrived yet. Empty (and
+         * freed) when the last read ended on a frame boundary, which is the
+         * common case: reads go into the broker's shared buffer then. */
+        uint8_t *in;
+        size_t in_len, in_cap;
+
+        /* Output ring. out_bytes counts what the queue charges against the
+         * limit: the frame bytes of each entry plus the entry itself. */
+        OutEntry *out;
+        size_t out_head, out_count, out_cap;
+        size_t out_bytes;
+
+        Subscription **subs;
+        size_t n_subs, cap_subs;
+
+        ConnectionStats stats;
+} Connection;
+
+/* Takes ownership of @fd (a connected, non-blocking, CLOEXEC socket) even on
+ * failure. Registers the read event with the broker's loop. */
+int connection_new(Connection **ret, Broker *b, int fd, uint32_t id, pid_t pid, uid_t uid,
+                   gid_t gid);
+/* Removes its subscriptions from the router, drops its queue, closes the fd. */
+Connection *connection_free(Connection *c);
+
+/*
+ * Queues a frame: @hdr_len bytes of header+meta (copied) and an optional
+ * body (a reference is taken). A delivery (@droppable) is refused with
+ * -ENOBUFS when it would push the queue over the broker's per-connection
+ * limit; a control frame is queued anyway up to twice the limit, and past
+ * that -ENOBUFS tells the caller to drop the connection. Schedules a flush.
+ */
+int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *body,
+                     bool droppable);
+
+/* Builds and queues a control frame (never droppable). topic and payload are
+ * copied into a fresh body. Returns 0 or a negative errno. */
+int connection_send(Connection *c, uint8_t kind, uint16_t flags, uint32_t type, uint64_t corr,
+                    const void *meta, size_t meta_len, const void *topic, size_t topic_len,
+                    const void *payload, size_t payload_len);
+
+/*
+ * Queues an ERROR frame answering a frame of @ref_kind with @corr. With
+ * @fatal the frame carries WIRE_F_FATAL, the connection stops reading, and
+ * it is closed once the frame is written (or at once if it cannot be).
+ */
+void connection_error(Connection *c, WireError code, unsigned ref_kind, uint64_t corr, bool fatal,
+                      const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/*
+ * Writes as much of the queue as the socket takes, in as few sendmsg calls
+ * as it can. Returns 0 when it should stay open (possibly with output still
+ * pending, EV_WRITE armed), or a negative errno when the connection is dead
+ * and the caller must free it.
+ */
+int connection_flush(Connection *c);
+
+/* Finds one of @c's subscriptions by id. */
+Subscription *connection_find_sub(Connection *c, uint32_t id);

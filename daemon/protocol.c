@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "connection.h"
+#include "protocol.h"
+#include "router.h"
+#include "topicname.h"
+#include "util.h"
+
+#define BROKER_VERSION_TEXT "ipcd " PACKAGE_VERSION
+
+static int handle_hello(Connection *c, const WireHeader *h, const uint8_t *meta,
+                        const uint8_t *payload) {
+        Broker *b = c->broker;
+        uint8_t out[WIRE_META_WELCOME];
+        WireWelcome w;
+
+        if (c->welcomed) {
+                connection_error(c, WIRE_E_HANDSHAKE, h->kind, h->corr, true,
+                                 "HELLO was already received on this connection");
+                return 0;
+        }
+        if (le32_read(meta) != 0 || le32_read(meta + 4) != 0) {
+                connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
+                                 "HELLO meta must be zero in protocol version 1");
+                return 0;
+        }
+        if (h->payload_len > WIRE_MAX_CLIENT_NAME ||
+            !utf8_printable((const char *)payload, h->payload_len)) {
+                connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
+                                 "client name must be at most %d bytes of printable UTF-8",
+                                 WIRE_MAX_CLIENT_NAME);
+                return 0;
+        }
+        memcpy(c->name, payload, h->payload_len);
+        c->name[h->payload_len] = 0;
+
+        w = (WireWelcome){
+                .client_id = c->id,
+                .max_payload = b->limits.max_payload,
+                .max_topic_len = b->limits.max_topic_len,
+                .max_fds = 0, /* no fds in this version */
+                .max_subscriptions = b->config.max_subscriptions,
+                .max_types_per_sub = WIRE_MAX_TYPES_PER_SUB,
+                .max_bulk_size = 0,
+                .out_queue_bytes = b->config.out_queue_bytes,
+        };
+        wire_welcome_encode(out, &w);
+        c->welcomed = true;
+        return connection_send(c, WIRE_WELCOME, 0, 0, h->corr, out, sizeof(out), NULL, 0,
+                               BROKER_VERSION_TEXT, strlen(BROKER_VERSION_TEXT));
+}
+
+static int send_ack(Connection *c, uint64_t corr) {
+        return connection_send(c, WIRE_ACK, 0, 0, corr, NULL, 0, NULL, 0, NULL, 0);
+}
+
+static int handle_subscribe(Connection *c, const WireHeader *h, const uint8_t *meta,
+                            const char *filter, const uint8_t *payload) {
+        Broker *b = c->broker;
+        uint32_t types[WIRE_MAX_TYPES_PER_SUB];
+        Subscription *s;
+        WireSubscribe ws;
+        TopicCheck tc;
+        size_t i;
+        int r;
+
+        wire_subscribe_decode(meta, &ws);
+        if (ws.sub_id == 0 || ws.flags != 0) {
+                connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
+                                 ws.sub_id == 0 ? "subscription id 0 is reserved"
+                                                : "undefined subscription flags");
+                return 0;
+        }
+        if (ws.n_types > WIRE_MAX_TYPES_PER_SUB) {
+                connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
+                                 "a subscription selects at most %d message types",
+                                 WIRE_MAX_TYPES_PER_SUB);
+                return 0;
+        }
+        if ((uint64_t)ws.n_types * 4 + ws.group_len != h->payload_len) {
+                connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
+                                 "SUBSCRIBE payload must be 4 * n_types + group_len bytes");
+                return 0;
+        }
+        tc = topic_filter_check(filter, h->topic_len, b->limits.max_topic_len);
+        if (tc != TOPIC_OK) {
+                connection_error(c, WIRE_E_BAD_FILTER, h->kind, h->corr, true,
+                                 "invalid subscription filter: %s", topic_check_str(tc));
+                return 0;
+        }
+        if (ws.group_len > 0) {
+                connection_error(c, WIRE_E_UNSUPPORTED, h->kind, h->corr, false,
+                                 "queue groups are not supported by this broker version");
+                return 0;
+        }
+        if (connection_find_sub(c, ws.sub_id)) {
+                connection_error(c, WIRE_E_SUB_EXISTS, h->kind, h->corr, false,
+                                 "subscription id %u is already in use on this connection",
+                                 ws.sub_id);
+                return 0;
+        }
+        if (c->n_subs >= b->config.max_subscriptions) {
+                connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
+                                 "at most %u subscriptions per connection",
+                                 b->config.max_subscriptions);
+                return 0;
+        }
+        for (i = 0; i < ws.n_types; i++)
+                types[i] = le32_read(payload + 4 * i);
+
+        if (c->n_subs == c->cap_subs) {
+                size_t cap = c->cap_subs ? c->cap_subs * 2 : 4;
+                Subscription **n = realloc(c->subs, cap * sizeof(*n));
+                if (!n)
+                        goto oom;
+                c->subs = n;
+                c->cap_subs = cap;
+        }
+        s = subscription_new(&c->owner, ws.sub_id, filter, h->topic_len, types, ws.n_types);
+        if (!s)
+                goto oom;
+        r = router_add(b->router, s);
+        if (r < 0) {
+                subscription_free(s);
+                goto oom;
+        }
+        c->subs[c->n_subs++] = s;
+        return send_ack(c, h->corr);
+oom:
+        connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false, "out of memory");
+        return 0;
+}
+
+static int handle_unsubscribe(Connection *c, const WireHeader *h, const uint8_t *meta) {
+        uint32_t id = le32_read(meta);
+        size_t i;
+
+        if (le32_read(meta + 4) != 0) {
+                connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
+                                 "UNSUBSCRIBE reserved meta field is not zero");
+                return 0;
+        }
+        for (i = 0; i < c->n_subs; i++) {
+                Subscription *s = c->subs[i];
+                if (s->id != id)
+                        continue;
+                router_remove(c->broker->router, s);
+                subscription_free(s);
+                c->subs[i] = c->subs[--c->n_subs];
+                return send_ack(c, h->corr);
+        }
+        connection_error(c, WIRE_E_NO_SUCH_SUB, h->kind, h->corr, false,
+                         "no subscription with id %u on this connection", id);
+        return 0;
+}
+
+typedef struct Fanout {
+        Body *body;
+        RouterTopic *topic;
+        uint8_t hdr[WIRE_HEADER_SIZE + WIRE_META_MESSAGE];
+} Fanout;
+
+static void deliver(Subscription *s, void *userdata) {
+        Connection *to = container_of(s->owner, Connection, owner);
+        Fanout *f = userdata;
+        int r;
+
+        /* Everything but the subscription id is the same for every recipient. */
+        le32_write(f->hdr + WIRE_HEADER_SIZE + 12, s->id);
+        r = connection_queue(to, f->hdr, sizeof(f->hdr), f->body, true);
+        if (r == 0) {
+                to->stats.msgs_out++;
+                to->broker->stats.msgs_out++;
+        } else if (r != -ECONNABORTED) {
+                to->stats.drops++;
+                to->broker->stats.drops++;
+                f->topic->n_dropped++;
+        }
+}
+
+static int handle_publish(Connection *c, const WireHeader *h, const char *topic,
+                          const uint8_t *payload) {
+        Broker *b = c->broker;
+        WireDelivery d;
+        WireHeader mh;
+        TopicCheck tc;
+        Fanout f;
+        int r;
+
+        tc = topic_name_check(topic, h->topic_len, b->limits.max_topic_len);
+        if (tc != TOPIC_OK) {
+                connection_error(c, WIRE_E_BAD_TOPIC, h->kind, h->corr, true,
+                                 "invalid topic name: %s", topic_check_str(tc));
+                return 0;
+        }
+        if (topic[0] == '$') {
+                connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
+                                 "topics starting with '$' belong to the broker");
+                return 0;
+        }
+        if (h->flags & WIRE_F_RETAIN) {
+                connection_error(c, WIRE_E_UNSUPPORTED, h->kind, h->corr, false,
+                                 "retained messages are not supported by this broker version");
+                return 0;
+        }
+        f.topic = router_topic(b->router, topic, h->topic_len, true, b->config.max_topics, &r);
+        if (!f.topic) {
+                if (r == -ENOSPC)
+                        connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
+                                         "the broker already has %zu topics, its limit",
+                                         b->config.max_topics);
+                else
+                        connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false,
+                                         "out of memory");
+                return 0;
+        }
+        /* Topic and payload sit next to each other in the frame and in the
+         * MESSAGE frame: one copy into a shared body serves every recipient. */
+        f.body = body_new((size_t)h->topic_len + h->payload_len);
+        if (!f.body) {
+                connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false, "out of memory");
+                return 0;
+        }
+        memcpy(f.body->data, topic, f.body->len);
+
+        f.topic->seq++;
+        f.topic->n_published++;
+        c->stats.msgs_in++;
+        b->stats.msgs_in++;
+
+        mh = (WireHeader){
+                .size = WIRE_HEADER_SIZE + WIRE_META_MESSAGE + f.body->len,
+                .version = WIRE_VERSION,
+                .kind = WIRE_MESSAGE,
+                .type = h->type,
+                .payload_len = h->payload_len,
+                .topic_len = h->topic_len,
+                .meta_len = WIRE_META_MESSAGE,
+        };
+        d = (WireDelivery){
+                .sender_pid = (uint32_t)c->pid,
+                .sender_uid = (uint32_t)c->uid,
+                .sender_gid = (uint32_t)c->gid,
+                .seq = f.topic->seq,
+        };
+        wire_header_encode(f.hdr, &mh);
+        wire_delivery_encode(f.hdr + WIRE_HEADER_SIZE, &d);
+        router_match(b->router, topic, h->topic_len, h->type, deliver, &f);
+        body_unref(f.body);
+
+        if (h->flags & WIRE_F_ACK)
+                return send_ack(c, h->corr);
+        (void)payload;
+        return 0;
+}
+
+static int handle_admin(Connection *c, const WireHeader *h, const char *cmd) {
+        if (h->topic_len == 6 && memcmp(cmd, "status", 6) == 0) {
+                size_t len;
+                char *json = broker_status_json(c->broker, &len);
+                int r;
+                if (!json) {
+                        connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false,
+                                         "out of memory");
+                        return 0;
+                }
+                r = connection_send(c, WIRE_ADMIN_REPLY, 0, 0, h->corr, NULL, 0, NULL, 0, json,
+                                    len);
+                free(json);
+                return r;
+        }
+        connection_error(c, WIRE_E_BAD_COMMAND, h->kind, h->corr, false,
+                         "unknown admin command (this broker knows: status)");
+        return 0;
+}
+
+int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame) {
+        const uint8_t *meta = frame + WIRE_HEADER_SIZE;
+        const char *topic = (const char *)meta + h->meta_len;
+        const uint8_t *payload = (const uint8_t *)topic + h->topic_len;
+        int r = 0;
+
+        if (h->n_fds > 0) {
+                connection_error(c, WIRE_E_UNSUPPORTED, h->kind, h->corr, true,
+                                 "file descriptors are not supported by this broker version");
+                return 0;
+        }
+        if (!c->welcomed && h->kind != WIRE_HELLO) {
+                connection_error(c, WIRE_E_HANDSHAKE, h->kind, h->corr, true,
+                                 "the first frame must be HELLO, not %s", wire_kind_name(h->kind));
+                return 0;
+        }
+
+        switch (h->kind) {
+        case WIRE_HELLO:
+                r = handle_hello(c, h, meta, payload);
+                break;
+        case WIRE_SUBSCRIBE:
+                r = handle_subscribe(c, h, meta, topic, payload);
+                break;
+        case WIRE_UNSUBSCRIBE:
+                r = handle_unsubscribe(c, h, meta);
+                break;
+        case WIRE_PUBLISH:
+                r = handle_publish(c, h, topic, payload);
+                break;
+        case WIRE_PING:
+                r = connection_send(c, WIRE_PONG, 0, 0, h->corr, NULL, 0, NULL, 0, payload,
+                                    h->payload_len);
+                break;
+        case WIRE_PONG:
+                break;
+        case WIRE_ADMIN:
+                r = handle_admin(c, h, topic);
+                break;
+        case WIRE_REQUEST:
+        case WIRE_REPLY:
+                connection_error(c, WIRE_E_UNSUPPORTED, h->kind, h->corr, false,
+                                 "%s is not supported by this broker version",
+                                 wire_kind_name(h->kind));
+                break;
+        default:
+                connection_error(c, WIRE_E_KIND, h->kind, h->corr, true,
+                                 "%s frames are sent by the broker, not by clients",
+                                 wire_kind_name(h->kind));
+                break;
+        }
+        /* A control answer that cannot be queued means the client floods us
+         * with requests and never reads the answers. */
+        if (r == -ENOBUFS) {
+                connection_error(c, WIRE_E_SLOW_CONSUMER, h->kind, h->corr, true,
+                                 "output queue full: the client does not read its answers");
+                return 0;
+        }
+        return r == -ECONNABORTED ? 0 : r;
+}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The protocol layer: takes one complete frame whose header already passed
+ * wire_header_decode, checks what depends on the kind (handshake state,
+ * topic and filter rules, meta contents), and acts on it through the router
+ * and the connections' queues. Every refusal is an ERROR frame; protocol
+ * violations are fatal to the sending connection only.
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "connection.h"
+#include "wire.h"
+
+/*
+ * Handles @h with its @frame bytes (h->size of them, header included) from
+ * @c. Returns 0, or a negative errno when @c must be dropped at once
+ * (nothing could be queued for it).
+ */
+int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame);
