@@ -61,7 +61,9 @@ int broker_new(Broker **ret, BrokerConfig *cfg) {
         b->limits = (WireLimits){
                 .max_payload = b->config.max_payload,
                 .max_topic_len = b->config.max_topic_len,
-                .max_fds = 0,
+                /* Accepted in headers so that a frame declaring fds gets the
+                 * precise "unsupported" answer from the protocol layer. */
+                .max_fds = WIRE_DEFAULT_MAX_FDS,
         };
         b->next_id = 1;
         clock_gettime(CLOCK_MONOTONIC, &b->started);

@@ -421,7 +421,12 @@ static void on_read(evutil_socket_t fd, short what, void *userdata) {
                 goto flush;
         }
         if (n == 0) {
-                broker_drop_connection(b, c, carried ? "closed in the middle of a frame" : NULL);
+                if (carried)
+                        /* A half-closed client can still read why. */
+                        connection_error(c, WIRE_E_MALFORMED, 0, 0, true,
+                                         "connection closed in the middle of a frame");
+                else
+                        broker_drop_connection(b, c, NULL);
                 goto flush;
         }
         c->stats.bytes_in += (uint64_t)n;

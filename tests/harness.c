@@ -1,0 +1,428 @@
+/* SPDX-License-Identifier: MIT */
+#include "config.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "util.h"
+
+static long now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+static int try_connect(const char *path) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0)
+                return -errno;
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                int r = -errno;
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+void tb_start(TestBroker *b, const char *const *extra) {
+        char dir[64];
+
+        snprintf(dir, sizeof(dir), "/tmp/ipcd-test-XXXXXX");
+        cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+        tb_start_in(b, dir, extra);
+}
+
+static const char *ipcd_bin(void) {
+        const char *bin = getenv("IPCD_BIN");
+        return bin ? bin : "daemon/ipcd";
+}
+
+int tb_run(const char *const *args) {
+        const char *argv[32];
+        size_t n = 0;
+        int status;
+        pid_t pid;
+
+        argv[n++] = ipcd_bin();
+        for (; args && *args && n < ARRAY_SIZE(argv) - 1; args++)
+                argv[n++] = *args;
+        argv[n] = NULL;
+        pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                if (fd >= 0)
+                        dup2(fd, STDOUT_FILENO);
+                execv(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+        cr_assert(waitpid(pid, &status, 0) == pid);
+        cr_assert(WIFEXITED(status), "ipcd died of signal %d", WTERMSIG(status));
+        return WEXITSTATUS(status);
+}
+
+void tb_start_in(TestBroker *b, const char *dir, const char *const *extra) {
+        const char *bin = ipcd_bin();
+        const char *argv[32];
+        size_t n = 0;
+        long deadline;
+
+        memset(b, 0, sizeof(*b));
+        snprintf(b->dir, sizeof(b->dir), "%s", dir);
+        snprintf(b->sock, sizeof(b->sock), "%s/ipcd.sock", b->dir);
+        snprintf(b->log, sizeof(b->log), "%s/ipcd.log", b->dir);
+        b->valgrind = getenv("IPCD_VALGRIND") && strcmp(getenv("IPCD_VALGRIND"), "1") == 0;
+
+        if (b->valgrind) {
+                argv[n++] = "valgrind";
+                argv[n++] = "-q";
+                argv[n++] = "--leak-check=full";
+                argv[n++] = "--show-leak-kinds=definite,indirect,possible";
+                argv[n++] = "--errors-for-leak-kinds=definite,indirect,possible";
+                argv[n++] = "--error-exitcode=99";
+        }
+        argv[n++] = bin;
+        argv[n++] = "--socket";
+        argv[n++] = b->sock;
+        argv[n++] = "-v";
+        for (; extra && *extra && n < ARRAY_SIZE(argv) - 1; extra++)
+                argv[n++] = *extra;
+        argv[n] = NULL;
+
+        b->pid = fork();
+        cr_assert(b->pid >= 0);
+        if (b->pid == 0) {
+                int fd = open(b->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                if (fd >= 0) {
+                        dup2(fd, STDERR_FILENO);
+                        dup2(fd, STDOUT_FILENO);
+                }
+                execvp(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+        deadline = now_ms() + (b->valgrind ? 30000 : 5000);
+        for (;;) {
+                int status, fd = try_connect(b->sock);
+                if (fd >= 0) {
+                        close(fd);
+                        break;
+                }
+                cr_assert(waitpid(b->pid, &status, WNOHANG) == 0,
+                          "ipcd exited during startup (see %s)", b->log);
+                cr_assert(now_ms() < deadline, "ipcd did not start listening on %s", b->sock);
+                usleep(10000);
+        }
+}
+
+static void dump_log(const TestBroker *b) {
+        char line[1024];
+        FILE *f = fopen(b->log, "re");
+        if (!f)
+                return;
+        while (fgets(line, sizeof(line), f))
+                fprintf(stderr, "  | %s", line);
+        fclose(f);
+}
+
+void tb_stop(TestBroker *b) {
+        int status = 0;
+        struct stat st;
+        pid_t r;
+        long deadline = now_ms() + (b->valgrind ? 60000 : 10000);
+
+        if (b->pid <= 0)
+                return;
+        kill(b->pid, SIGTERM);
+        while ((r = waitpid(b->pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
+                usleep(10000);
+        if (r == 0) {
+                kill(b->pid, SIGKILL);
+                waitpid(b->pid, &status, 0);
+                dump_log(b);
+                cr_assert_fail("ipcd did not exit within the deadline after SIGTERM");
+        }
+        b->pid = 0;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                dump_log(b);
+        cr_assert(WIFEXITED(status), "ipcd died of signal %d", WTERMSIG(status));
+        cr_assert(WEXITSTATUS(status) == 0, "ipcd exited with %d%s", WEXITSTATUS(status),
+                  WEXITSTATUS(status) == 99 ? " (valgrind found errors)" : "");
+        cr_assert(lstat(b->sock, &st) < 0 && errno == ENOENT, "socket file left behind");
+        unlink(b->log);
+        rmdir(b->dir);
+}
+
+int tb_fd_count(const TestBroker *b) {
+        char path[64];
+        struct dirent *de;
+        DIR *d;
+        int n = 0;
+
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)b->pid);
+        d = opendir(path);
+        cr_assert(d, "opendir %s: %s", path, strerror(errno));
+        while ((de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        n++;
+        closedir(d);
+        return n;
+}
+
+int tb_wait_fd_count(const TestBroker *b, int want) {
+        long deadline = now_ms() + 5000;
+        int n;
+        while ((n = tb_fd_count(b)) != want && now_ms() < deadline)
+                usleep(5000);
+        return n;
+}
+
+long tb_rss_kib(const TestBroker *b) {
+        char path[64], line[256];
+        long kib = -1;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)b->pid);
+        f = fopen(path, "re");
+        cr_assert(f);
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+                        break;
+        fclose(f);
+        return kib;
+}
+
+void raw_frame_free(RawFrame *f) {
+        free(f->buf);
+        free(f->topic);
+        memset(f, 0, sizeof(*f));
+}
+
+int raw_connect(const TestBroker *b) {
+        int fd = try_connect(b->sock);
+        cr_assert(fd >= 0, "connect %s: %s", b->sock, strerror(-fd));
+        return fd;
+}
+
+void raw_write(int fd, const void *buf, size_t len) {
+        const uint8_t *p = buf;
+        while (len > 0) {
+                ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                cr_assert(n > 0, "send: %s", strerror(errno));
+                p += n;
+                len -= (size_t)n;
+        }
+}
+
+void raw_send(int fd, uint8_t kind, uint16_t flags, uint32_t type, uint64_t corr,
+              const void *meta, size_t meta_len, const char *topic, const void *payload,
+              size_t payload_len) {
+        size_t tlen = topic ? strlen(topic) : 0;
+        size_t cap = WIRE_HEADER_SIZE + meta_len + tlen + payload_len, n;
+        uint8_t *buf = malloc(cap);
+
+        cr_assert(buf);
+        n = wire_frame_encode(buf, cap, kind, flags, type, corr, 0, meta, meta_len, topic, tlen,
+                              payload, payload_len);
+        cr_assert(n == cap);
+        raw_write(fd, buf, n);
+        free(buf);
+}
+
+/* Reads exactly @len bytes before @deadline; 1, 0 on EOF, -ETIMEDOUT. */
+static int read_full(int fd, uint8_t *buf, size_t len, long deadline) {
+        while (len > 0) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                long left = deadline - now_ms();
+                ssize_t n;
+
+                if (left <= 0 || poll(&p, 1, (int)left) == 0)
+                        return -ETIMEDOUT;
+                n = recv(fd, buf, len, 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == ECONNRESET)
+                        return 0;
+                cr_assert(n >= 0, "recv: %s", strerror(errno));
+                if (n == 0)
+                        return 0;
+                buf += n;
+                len -= (size_t)n;
+        }
+        return 1;
+}
+
+int raw_read(int fd, RawFrame *f, int timeout_ms) {
+        long deadline = now_ms() + timeout_ms;
+        uint8_t hdr[WIRE_HEADER_SIZE];
+        const char *why = NULL;
+        int r;
+
+        memset(f, 0, sizeof(*f));
+        r = read_full(fd, hdr, sizeof(hdr), deadline);
+        if (r <= 0)
+                return r;
+        cr_assert(wire_header_decode(hdr, NULL, &f->h, &why) == WIRE_E_OK,
+                  "broker sent a bad header: %s", why);
+        f->buf = calloc(1, f->h.size - WIRE_HEADER_SIZE + 1);
+        cr_assert(f->buf);
+        r = read_full(fd, f->buf, f->h.size - WIRE_HEADER_SIZE, deadline);
+        cr_assert(r == 1, "frame body did not arrive");
+        f->meta = f->buf;
+        /* Move the topic one byte on so it can be NUL terminated. */
+        f->topic = calloc(1, f->h.topic_len + 1u);
+        cr_assert(f->topic);
+        memcpy(f->topic, f->buf + f->h.meta_len, f->h.topic_len);
+        f->payload = f->buf + f->h.meta_len + f->h.topic_len;
+        return 1;
+}
+
+void raw_expect(int fd, uint8_t kind, RawFrame *f) {
+        int r = raw_read(fd, f, 5000);
+        cr_assert(r == 1, "expected %s, got %s", wire_kind_name(kind),
+                  r == 0 ? "EOF" : "nothing (timeout)");
+        if (f->h.kind == WIRE_ERROR && kind != WIRE_ERROR)
+                cr_assert_fail("expected %s, got ERROR %s: %.*s", wire_kind_name(kind),
+                               wire_error_name(le32_read(f->meta)), (int)f->h.payload_len,
+                               (const char *)f->payload);
+        cr_assert(f->h.kind == kind, "expected %s, got %s", wire_kind_name(kind),
+                  wire_kind_name(f->h.kind));
+}
+
+void raw_expect_error(int fd, WireError code, bool fatal) {
+        RawFrame f;
+        uint32_t got;
+
+        raw_expect(fd, WIRE_ERROR, &f);
+        got = le32_read(f.meta);
+        cr_assert(got == (uint32_t)code, "expected error %s, got %s: %.*s", wire_error_name(code),
+                  wire_error_name(got), (int)f.h.payload_len, (const char *)f.payload);
+        cr_assert(f.h.payload_len > 0, "ERROR frame without text");
+        cr_assert(!!(f.h.flags & WIRE_F_FATAL) == fatal, "error %s should%s be fatal",
+                  wire_error_name(code), fatal ? "" : " not");
+        raw_frame_free(&f);
+        if (fatal) {
+                int r = raw_read(fd, &f, 5000);
+                cr_assert(r == 0, "broker did not close the connection after a fatal error");
+        }
+}
+
+int raw_client(const TestBroker *b, const char *name, uint32_t *ret_id) {
+        uint8_t meta[WIRE_META_HELLO] = { 0 };
+        WireWelcome w;
+        RawFrame f;
+        int fd = raw_connect(b);
+
+        raw_send(fd, WIRE_HELLO, 0, 0, 1, meta, sizeof(meta), NULL, name, strlen(name));
+        raw_expect(fd, WIRE_WELCOME, &f);
+        cr_assert(f.h.corr == 1);
+        cr_assert(wire_welcome_decode(f.meta, &w));
+        if (ret_id)
+                *ret_id = w.client_id;
+        raw_frame_free(&f);
+        return fd;
+}
+
+void raw_subscribe(int fd, uint32_t id, const char *filter, const uint32_t *types,
+                   size_t n_types) {
+        uint8_t meta[WIRE_META_SUBSCRIBE], payload[4 * WIRE_MAX_TYPES_PER_SUB];
+        WireSubscribe s = { .sub_id = id, .n_types = (uint16_t)n_types };
+        RawFrame f;
+        size_t i;
+
+        for (i = 0; i < n_types; i++)
+                le32_write(payload + 4 * i, types[i]);
+        wire_subscribe_encode(meta, &s);
+        raw_send(fd, WIRE_SUBSCRIBE, 0, 0, 1000 + id, meta, sizeof(meta), filter, payload,
+                 4 * n_types);
+        raw_expect(fd, WIRE_ACK, &f);
+        cr_assert(f.h.corr == 1000 + id);
+        raw_frame_free(&f);
+}
+
+void raw_publish(int fd, const char *topic, uint32_t type, const void *data, size_t len) {
+        raw_send(fd, WIRE_PUBLISH, 0, type, 0, NULL, 0, topic, data, len);
+}
+
+void raw_sync(int fd) {
+        RawFrame f;
+        raw_send(fd, WIRE_PING, 0, 0, 0x5151, NULL, 0, NULL, "sync", 4);
+        raw_expect(fd, WIRE_PONG, &f);
+        cr_assert(f.h.corr == 0x5151);
+        cr_assert(f.h.payload_len == 4 && memcmp(f.payload, "sync", 4) == 0);
+        raw_frame_free(&f);
+}
+
+void raw_expect_silence(int fd, int ms) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        cr_assert(poll(&p, 1, ms) == 0, "unexpected data from the broker");
+}
+
+long long tb_status_number(const TestBroker *b, const char *key) {
+        char pattern[64];
+        const char *at;
+        long long v = -1;
+        RawFrame f;
+        char *json;
+        int fd = raw_client(b, "status", NULL);
+
+        raw_send(fd, WIRE_ADMIN, 0, 0, 77, NULL, 0, "status", NULL, 0);
+        raw_expect(fd, WIRE_ADMIN_REPLY, &f);
+        cr_assert(f.h.corr == 77);
+        json = strndup((const char *)f.payload, f.h.payload_len);
+        cr_assert(json);
+        snprintf(pattern, sizeof(pattern), "\"%s\":", key);
+        at = strstr(json, pattern);
+        if (at)
+                v = strtoll(at + strlen(pattern), NULL, 10);
+        free(json);
+        raw_frame_free(&f);
+        close(fd);
+        return v;
+}
+
+int tb_fd_baseline(const TestBroker *b) {
+        long deadline = now_ms() + 5000;
+        int fd = raw_client(b, "baseline", NULL), n;
+
+        /* Once the broker says this is its only client, every earlier
+         * connection (the start-up probe) is closed on its side too. */
+        for (;;) {
+                RawFrame f;
+                char *json;
+                bool alone;
+
+                raw_send(fd, WIRE_ADMIN, 0, 0, 1, NULL, 0, "status", NULL, 0);
+                raw_expect(fd, WIRE_ADMIN_REPLY, &f);
+                json = strndup((const char *)f.payload, f.h.payload_len);
+                cr_assert(json);
+                alone = strstr(json, "\"clients\":1,") != NULL;
+                free(json);
+                raw_frame_free(&f);
+                if (alone)
+                        break;
+                cr_assert(now_ms() < deadline, "broker never got down to one client");
+                usleep(5000);
+        }
+        n = tb_fd_count(b) - 1;
+        close(fd);
+        return n;
+}
