@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -68,6 +69,7 @@ int tb_run(const char *const *args) {
         cr_assert(pid >= 0);
         if (pid == 0) {
                 int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
                 if (fd >= 0)
                         dup2(fd, STDOUT_FILENO);
                 execv(argv[0], (char *const *)argv);
@@ -110,6 +112,9 @@ void tb_start_in(TestBroker *b, const char *dir, const char *const *extra) {
         cr_assert(b->pid >= 0);
         if (b->pid == 0) {
                 int fd = open(b->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+                /* A test that dies (a failed assertion, a crash) takes its
+                 * broker with it. */
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
                 if (fd >= 0) {
                         dup2(fd, STDERR_FILENO);
                         dup2(fd, STDOUT_FILENO);

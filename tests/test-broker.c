@@ -22,6 +22,17 @@
 #include "harness.h"
 #include "util.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 static TestBroker tb;
 
 static void start(void) {
@@ -348,8 +359,9 @@ Test(limits, subscriber_that_never_reads, .timeout = 120) {
         }
         raw_sync(p);
         rss_after = tb_rss_kib(&tb);
-        /* 1 MiB queue + the socket buffer is all the slow one may hold. */
-        if (!tb.valgrind)
+        /* 1 MiB queue + the socket buffer is all the slow one may hold.
+         * (Memory checkers change what RSS means; they check leaks instead.) */
+        if (!tb.valgrind && !SANITIZED)
                 cr_assert(rss_after - rss_before < 16 * 1024, "broker grew by %ld KiB",
                           rss_after - rss_before);
         cr_assert(gt(i64, status_number("drops"), (int64_t)ROUNDS * PER_ROUND / 2));
@@ -710,14 +722,10 @@ Test(bad_input, ping_flood_without_reading, .init = start, .fini = stop, .timeou
         size_t n = wire_frame_encode(frame, sizeof(frame), WIRE_PING, 0, 0, 0, 0, NULL, 0, NULL, 0,
                                      payload, sizeof(payload));
         int fd = raw_client(&tb, "flood", NULL), i;
-        long sent = 0;
 
-        for (i = 0; i < 20000; i++) {
-                ssize_t w = send(fd, frame, n, MSG_NOSIGNAL);
-                if (w < 0)
+        for (i = 0; i < 20000; i++)
+                if (send(fd, frame, n, MSG_NOSIGNAL) < 0)
                         break;
-                sent += w;
-        }
         cr_assert(lt(i64, (int64_t)i, 20000), "the broker never cut the flooding client off");
         close(fd);
         assert_healthy();

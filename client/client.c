@@ -1,0 +1,1377 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ipcd_client: one connection to the broker.
+ *
+ * Output: frames are encoded straight into one growing output buffer and
+ * written with send(MSG_NOSIGNAL) whenever the socket takes them, so many
+ * small messages leave in one system call.
+ *
+ * Input: recvmsg() reads into one receive buffer; complete frames are
+ * handled in place. A MESSAGE handed to handlers points into that buffer
+ * (no allocation per message). Because a handler may make a blocking call
+ * that reads more input, the buffer is "pinned" while a message from it is
+ * being dispatched: it is then never moved or compacted; if it must grow, a
+ * new one replaces it and the pinned one is freed when the dispatch ends.
+ *
+ * Blocking calls handle frames as they read them but never call handlers:
+ * MESSAGE frames are copied to a queue that the next ipcd_client_process()
+ * dispatches first, keeping the stream's order.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client-internal.h"
+#include "topicname.h"
+#include "util.h"
+#include "wire.h"
+
+#define DEFAULT_TIMEOUT_MS 5000
+/* publish() blocks while more than this waits to be written, until it is
+ * down to the low-water mark. */
+#define TX_HIGH_WATER (4u << 20)
+#define TX_LOW_WATER (TX_HIGH_WATER / 2)
+#define WBUF_INITIAL (64u << 10)
+#define RBUF_INITIAL (64u << 10)
+/* Read at least this much per recvmsg() (free space kept at the end). */
+#define RX_MIN_READ 4096u
+/* Buffers grown beyond this are released once empty. */
+#define BUF_KEEP (8u << 20)
+/* Bytes one ipcd_client_process() reads at most before returning. */
+#define RX_BUDGET (1u << 20)
+/* Largest payload accepted from the broker (answers such as ADMIN_REPLY are
+ * not bound by the broker's publish limit). */
+#define RX_MAX_PAYLOAD (64u << 20)
+#define FALLBACK_NAME "ipcd-client"
+
+/* A local subscription. */
+typedef struct Sub {
+        struct Sub *next;
+        uint32_t id;
+        bool dead; /* unsubscribed during a dispatch; freed when it ends */
+        ipcd_msg_handler_t handler;
+        void *userdata;
+        /* rx index of the ACK: only messages after it are for us. */
+        uint64_t active_from;
+        size_t filter_len;
+        char *filter; /* NUL-terminated, in this allocation after the types */
+        size_t n_types;
+        uint32_t types[];
+} Sub;
+
+/* A blocking call waiting for the answer to the frame with id @corr. */
+typedef struct Await {
+        uint64_t corr;
+        uint8_t want; /* kind of the positive answer */
+        bool done;
+        int err;           /* 0 or the errno of the broker's ERROR */
+        uint64_t rx_index; /* position of the answer in the input */
+        WireWelcome welcome;
+        char *payload; /* ADMIN_REPLY: malloc()ed, NUL-terminated */
+        size_t payload_len;
+} Await;
+
+struct ipcd_client {
+        unsigned n_ref;
+        int fd;
+        int timeout_ms;
+        int dead; /* 0, or the negative errno that ended the connection */
+        bool dead_reported;
+        bool welcomed;
+        bool closing; /* last unref: drop incoming messages */
+        unsigned dispatching;
+
+        uint32_t id;
+        size_t max_payload;
+        size_t max_topic_len;
+        size_t max_types;
+        WireLimits rx_limits;
+
+        uint64_t next_corr;
+        uint32_t next_sub_id;
+        uint64_t rx_frames; /* frames parsed so far */
+        size_t rx_need;     /* bytes from rstart needed for the next frame */
+
+        /* Output: [wstart, wend) waits to be written. */
+        uint8_t *wbuf;
+        size_t wcap, wstart, wend;
+
+        /* Input: [rstart, rend) is read but not handled. */
+        uint8_t *rbuf;
+        size_t rcap, rstart, rend;
+        uint8_t *rbuf_pinned;  /* must not move: a message in it is being dispatched */
+        uint8_t *rbuf_retired; /* the pinned buffer after a replacement */
+
+        Sub *subs, *subs_tail;
+        bool subs_need_reap;
+
+        /* Messages read by blocking calls, owned copies, in input order. */
+        ipcd_msg *queue_head, *queue_tail;
+        ipcd_msg *slot;  /* reused for each handler call */
+        char *topic_buf; /* NUL-terminated topic of the message being dispatched */
+
+        Await *await;
+        int async_err; /* first ERROR for a fire-and-forget frame since the last sync */
+        char last_error[512];
+};
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t deadline_after(int timeout_ms) {
+        return timeout_ms < 0 ? UINT64_MAX : now_ms() + (uint64_t)timeout_ms;
+}
+
+/* Milliseconds left until @deadline for poll(): -1 forever, 0 expired. */
+static int remaining_ms(uint64_t deadline) {
+        uint64_t now;
+
+        if (deadline == UINT64_MAX)
+                return -1;
+        now = now_ms();
+        if (now >= deadline)
+                return 0;
+        return deadline - now > INT_MAX ? INT_MAX : (int)(deadline - now);
+}
+
+static void set_error(ipcd_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_error(ipcd_client *c, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
+        va_end(ap);
+}
+
+/* Stores the broker's text @s of @len bytes as the last error, with
+ * control characters replaced: it is shown to humans. */
+static void set_error_text(ipcd_client *c, const uint8_t *s, size_t len) {
+        size_t i;
+
+        if (len > sizeof(c->last_error) - 1)
+                len = sizeof(c->last_error) - 1;
+        for (i = 0; i < len; i++)
+                c->last_error[i] = (s[i] < 0x20 || s[i] == 0x7f) ? ' ' : (char)s[i];
+        c->last_error[len] = 0;
+}
+
+/*
+ * Ends the connection: from now on every call fails. @err is what the call
+ * that noticed returns; the socket stays open (shut down, so poll() reports
+ * it ready) until the last unref, so the application's loop wakes up and
+ * sees the error. Unsent output is dropped. @fmt NULL keeps the last error
+ * text. Returns @err.
+ */
+static int client_kill(ipcd_client *c, int err, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static int client_kill(ipcd_client *c, int err, const char *fmt, ...) {
+        va_list ap;
+
+        if (c->dead)
+                return c->dead;
+        c->dead = err;
+        if (fmt) {
+                va_start(ap, fmt);
+                vsnprintf(c->last_error, sizeof(c->last_error), fmt, ap);
+                va_end(ap);
+        }
+        if (c->fd >= 0)
+                (void)shutdown(c->fd, SHUT_RDWR);
+        c->wstart = c->wend = 0;
+        return err;
+}
+
+/* What a call on a dead client returns: the error that ended the
+ * connection the first time, -ENOTCONN after that. */
+static int client_dead_error(ipcd_client *c) {
+        if (!c->dead_reported) {
+                c->dead_reported = true;
+                return c->dead;
+        }
+        return -ENOTCONN;
+}
+
+/* ---- output ---- */
+
+/* Makes room for @n more bytes at the end of the output buffer. */
+static int tx_reserve(ipcd_client *c, size_t n) {
+        size_t used = c->wend - c->wstart, cap;
+        uint8_t *b;
+
+        if (c->wcap - c->wend >= n)
+                return 0;
+        if (c->wstart > 0) {
+                memmove(c->wbuf, c->wbuf + c->wstart, used);
+                c->wstart = 0;
+                c->wend = used;
+                if (c->wcap - c->wend >= n)
+                        return 0;
+        }
+        if (n > SIZE_MAX / 2 - used)
+                return -ENOMEM;
+        cap = c->wcap ? c->wcap : WBUF_INITIAL;
+        while (cap < used + n)
+                cap *= 2;
+        b = realloc(c->wbuf, cap);
+        if (!b)
+                return -ENOMEM;
+        c->wbuf = b;
+        c->wcap = cap;
+        return 0;
+}
+
+/* Encodes a frame at the end of the output buffer. Returns 0 or -ENOMEM
+ * (nothing queued). */
+static int tx_append(ipcd_client *c, uint8_t kind, uint16_t flags, uint32_t type, uint64_t corr,
+                     const void *meta, size_t meta_len, const void *topic, size_t topic_len,
+                     const void *payload, size_t payload_len) {
+        size_t size = WIRE_HEADER_SIZE + meta_len + topic_len + payload_len, n;
+        int r;
+
+        r = tx_reserve(c, size);
+        if (r < 0) {
+                set_error(c, "out of memory for the output buffer");
+                return r;
+        }
+        n = wire_frame_encode(c->wbuf + c->wend, c->wcap - c->wend, kind, flags, type, corr, 0,
+                              meta, meta_len, topic, topic_len, payload, payload_len);
+        if (n == 0) {
+                /* Callers check every length first; this is a bug. */
+                set_error(c, "internal error: frame does not encode");
+                return -EINVAL;
+        }
+        c->wend += n;
+        return 0;
+}
+
+/* Writes as much buffered output as the socket takes, without blocking.
+ * Returns 0, or the error that ended the connection. */
+static int tx_write(ipcd_client *c) {
+        while (c->wend > c->wstart) {
+                ssize_t n = send(c->fd, c->wbuf + c->wstart, c->wend - c->wstart,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN || errno == EWOULDBLOCK)
+                                return 0;
+                        if (errno == EPIPE || errno == ECONNRESET)
+                                return client_kill(c, -errno,
+                                                   "the broker closed the connection");
+                        return client_kill(c, -errno, "failed to write to the broker: %s",
+                                           strerror(errno));
+                }
+                c->wstart += (size_t)n;
+        }
+        c->wstart = c->wend = 0;
+        if (c->wcap > BUF_KEEP) {
+                free(c->wbuf);
+                c->wbuf = NULL;
+                c->wcap = 0;
+        }
+        return 0;
+}
+
+/* ---- input ---- */
+
+/*
+ * Makes the receive buffer hold @need bytes from rstart, with at least
+ * RX_MIN_READ free at the end. Never moves a pinned buffer: replaces it
+ * and keeps it alive (rbuf_retired) until the dispatch ends.
+ */
+static int rx_make_room(ipcd_client *c, size_t need) {
+        size_t avail = c->rend - c->rstart;
+        size_t want = need > avail + RX_MIN_READ ? need : avail + RX_MIN_READ;
+        size_t cap;
+        uint8_t *b;
+
+        if (c->rstart + want <= c->rcap)
+                return 0;
+        if (c->rbuf != c->rbuf_pinned && want <= c->rcap) {
+                memmove(c->rbuf, c->rbuf + c->rstart, avail);
+                c->rstart = 0;
+                c->rend = avail;
+                return 0;
+        }
+        cap = c->rcap > RBUF_INITIAL ? c->rcap : RBUF_INITIAL;
+        while (cap < want)
+                cap *= 2;
+        if (c->rbuf != c->rbuf_pinned) {
+                if (c->rstart > 0) {
+                        memmove(c->rbuf, c->rbuf + c->rstart, avail);
+                        c->rstart = 0;
+                        c->rend = avail;
+                }
+                b = realloc(c->rbuf, cap);
+                if (!b)
+                        return -ENOMEM;
+        } else {
+                b = malloc(cap);
+                if (!b)
+                        return -ENOMEM;
+                memcpy(b, c->rbuf + c->rstart, avail);
+                c->rbuf_retired = c->rbuf;
+                c->rstart = 0;
+                c->rend = avail;
+        }
+        c->rbuf = b;
+        c->rcap = cap;
+        return 0;
+}
+
+/* Closes every file descriptor that came with a recvmsg(): this version of
+ * the protocol uses none. */
+static void close_received_fds(struct msghdr *mh) {
+        struct cmsghdr *cm;
+
+        for (cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+                size_t i, n;
+
+                if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                        continue;
+                n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (i = 0; i < n; i++) {
+                        int fd;
+                        memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+                        safe_close(fd);
+                }
+        }
+}
+
+/* One recvmsg(). Returns the bytes read (> 0), 0 when there is nothing to
+ * read, -ENOMEM, or the error that ended the connection. */
+static ssize_t rx_read(ipcd_client *c) {
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS_PER_SENDMSG)];
+        } ctl;
+        struct iovec iov;
+        struct msghdr mh;
+        ssize_t n;
+        int r;
+
+        r = rx_make_room(c, c->rx_need);
+        if (r < 0) {
+                set_error(c, "out of memory for the receive buffer");
+                return r;
+        }
+        for (;;) {
+                iov = (struct iovec){ c->rbuf + c->rend, c->rcap - c->rend };
+                mh = (struct msghdr){
+                        .msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.buf,
+                        .msg_controllen = sizeof(ctl.buf),
+                };
+                n = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+                if (n >= 0 || errno != EINTR)
+                        break;
+        }
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                        return 0;
+                if (errno == ECONNRESET)
+                        return client_kill(c, -ECONNRESET, "the broker reset the connection");
+                return client_kill(c, -errno, "failed to read from the broker: %s",
+                                   strerror(errno));
+        }
+        close_received_fds(&mh);
+        if (n == 0)
+                return client_kill(c, -ECONNRESET, "the broker closed the connection");
+        c->rend += (size_t)n;
+        return n;
+}
+
+/*
+ * Takes the next complete frame off the receive buffer: *h is its header,
+ * *ret_frame its first byte (valid until the buffer is next read into,
+ * unless pinned). Returns 1, 0 when no complete frame is buffered, or
+ * -EPROTO (connection ended) for a frame that breaks the protocol.
+ */
+static int rx_next_frame(ipcd_client *c, WireHeader *h, const uint8_t **ret_frame) {
+        size_t avail = c->rend - c->rstart;
+        const char *why;
+        WireError e;
+
+        if (avail == 0 && c->rbuf != c->rbuf_pinned) {
+                c->rstart = c->rend = 0;
+                if (c->rcap > BUF_KEEP) {
+                        free(c->rbuf);
+                        c->rbuf = NULL;
+                        c->rcap = 0;
+                }
+        }
+        if (avail < WIRE_HEADER_SIZE) {
+                c->rx_need = WIRE_HEADER_SIZE;
+                return 0;
+        }
+        e = wire_header_decode(c->rbuf + c->rstart, &c->rx_limits, h, &why);
+        if (e != WIRE_E_OK) {
+                c->rstart = c->rend; /* the rest of the stream means nothing now */
+                return client_kill(c, -EPROTO, "the broker sent an invalid frame (%s): %s",
+                                   wire_error_name(e), why);
+        }
+        if (avail < h->size) {
+                c->rx_need = h->size;
+                return 0;
+        }
+        *ret_frame = c->rbuf + c->rstart;
+        c->rstart += h->size;
+        c->rx_need = WIRE_HEADER_SIZE;
+        c->rx_frames++;
+        return 1;
+}
+
+static bool rx_has_frame(const ipcd_client *c) {
+        size_t avail = c->rend - c->rstart;
+
+        return avail >= WIRE_HEADER_SIZE &&
+               avail >= le32_read(c->rbuf + c->rstart + WIRE_OFF_SIZE);
+}
+
+/* ---- subscriptions and dispatch ---- */
+
+static Sub *sub_find(ipcd_client *c, uint32_t id) {
+        Sub *s;
+
+        for (s = c->subs; s; s = s->next)
+                if (s->id == id && !s->dead)
+                        return s;
+        return NULL;
+}
+
+static uint32_t sub_id_next(ipcd_client *c) {
+        uint32_t id;
+
+        do {
+                id = c->next_sub_id++;
+                if (c->next_sub_id == 0)
+                        c->next_sub_id = 1;
+        } while (id == 0 || sub_find(c, id));
+        return id;
+}
+
+/* Frees dead subscriptions; only when no dispatch walks the list. */
+static void subs_reap(ipcd_client *c) {
+        Sub **p = &c->subs, *s;
+
+        if (!c->subs_need_reap || c->dispatching > 0)
+                return;
+        c->subs_tail = NULL;
+        while ((s = *p)) {
+                if (s->dead) {
+                        *p = s->next;
+                        free(s);
+                } else {
+                        c->subs_tail = s;
+                        p = &s->next;
+                }
+        }
+        c->subs_need_reap = false;
+}
+
+static void sub_remove(ipcd_client *c, Sub *s) {
+        s->dead = true;
+        s->handler = NULL;
+        c->subs_need_reap = true;
+        subs_reap(c);
+}
+
+static bool sub_matches(const Sub *s, const ipcd_msg *m) {
+        if (s->dead || m->rx_index <= s->active_from)
+                return false;
+        if (s->n_types > 0) {
+                size_t i;
+                for (i = 0; i < s->n_types; i++)
+                        if (s->types[i] == m->type)
+                                break;
+                if (i == s->n_types)
+                        return false;
+        }
+        return topic_filter_match(s->filter, s->filter_len, m->topic, m->topic_len);
+}
+
+static bool any_sub_matches(const ipcd_client *c, const ipcd_msg *m) {
+        const Sub *s;
+
+        for (s = c->subs; s; s = s->next)
+                if (sub_matches(s, m))
+                        return true;
+        return false;
+}
+
+static void note_async_error(ipcd_client *c, int err) {
+        if (c->async_err == 0)
+                c->async_err = err;
+}
+
+/*
+ * Calls the handler of every subscription that matches @tmpl, each with its
+ * own ipcd_msg (a copy of @tmpl's fields, sharing its bytes) so that a
+ * message a handler keeps has a stable subscription id. The message object
+ * is reused from call to call unless the application kept it. Returns 1
+ * when at least one handler ran, else 0.
+ */
+static int dispatch_msg(ipcd_client *c, const ipcd_msg *tmpl) {
+        int n = 0;
+        Sub *s;
+
+        c->dispatching++;
+        /* Handlers may unsubscribe (that marks the Sub dead and keeps it
+         * until the walk ends) or subscribe (that appends a Sub too new for
+         * this message). */
+        for (s = c->subs; s; s = s->next) {
+                ipcd_msg *m;
+
+                if (!sub_matches(s, tmpl))
+                        continue;
+                m = c->slot ? c->slot : msg_new();
+                if (!m) {
+                        set_error(c, "out of memory: a message on '%s' was not dispatched",
+                                  tmpl->topic);
+                        note_async_error(c, -ENOMEM);
+                        break;
+                }
+                c->slot = NULL;
+                msg_copy_from(m, tmpl);
+                m->sub_id = s->id;
+                s->handler(c, m, s->userdata);
+                n = 1;
+                if (m->n_ref > 1)
+                        m->n_ref--; /* the application keeps it (ipcd_msg_ref() copied it) */
+                else {
+                        msg_reset(m);
+                        c->slot = m;
+                }
+        }
+        c->dispatching--;
+        subs_reap(c);
+        return n;
+}
+
+/* Dispatches the messages that blocking calls queued. Returns how many
+ * reached a handler. */
+static int dispatch_queue(ipcd_client *c) {
+        ipcd_msg *m;
+        int n = 0;
+
+        while ((m = c->queue_head)) {
+                c->queue_head = m->next;
+                if (!c->queue_head)
+                        c->queue_tail = NULL;
+                m->next = NULL;
+                n += dispatch_msg(c, m);
+                ipcd_msg_unref(m);
+        }
+        return n;
+}
+
+static void queue_free(ipcd_client *c) {
+        ipcd_msg *m;
+
+        while ((m = c->queue_head)) {
+                c->queue_head = m->next;
+                ipcd_msg_unref(m);
+        }
+        c->queue_tail = NULL;
+}
+
+/* ---- frames from the broker ---- */
+
+static int handle_message(ipcd_client *c, const WireHeader *h, const uint8_t *meta,
+                          const char *topic, const uint8_t *payload, bool dispatch) {
+        WireDelivery d;
+        ipcd_msg tmpl;
+        ipcd_msg *m;
+        int n;
+
+        if (h->flags & WIRE_F_BULK) {
+                set_error(c, "dropped a bulk message on '%.*s': not supported by this library",
+                          (int)h->topic_len, topic);
+                return 0;
+        }
+        wire_delivery_decode(meta, &d);
+        tmpl = (ipcd_msg){
+                .type = h->type,
+                .flags = (h->flags & WIRE_F_RETAIN) ? IPCD_MSG_RETAINED : 0,
+                .seq = d.seq,
+                .sender_pid = (pid_t)d.sender_pid,
+                .sender_uid = (uid_t)d.sender_uid,
+                .sender_gid = (gid_t)d.sender_gid,
+                .sub_id = d.sub_id,
+                .topic = topic,
+                .topic_len = h->topic_len,
+                .data = payload,
+                .size = h->payload_len,
+                .rx_index = c->rx_frames,
+        };
+        /* Subscriptions removed locally (while the broker did not know yet)
+         * and messages for a subscription that timed out match nothing. */
+        if (!any_sub_matches(c, &tmpl))
+                return 0;
+
+        if (!dispatch) {
+                if (c->closing)
+                        return 0;
+                m = msg_new();
+                if (m) {
+                        msg_copy_from(m, &tmpl);
+                        if (msg_own(m) < 0)
+                                m = ipcd_msg_unref(m);
+                }
+                if (!m) {
+                        set_error(c, "out of memory: dropped a message on '%.*s'",
+                                  (int)h->topic_len, topic);
+                        note_async_error(c, -ENOMEM);
+                        return 0;
+                }
+                if (c->queue_tail)
+                        c->queue_tail->next = m;
+                else
+                        c->queue_head = m;
+                c->queue_tail = m;
+                return 0;
+        }
+
+        memcpy(c->topic_buf, topic, h->topic_len);
+        c->topic_buf[h->topic_len] = 0;
+        tmpl.topic = c->topic_buf;
+        c->rbuf_pinned = c->rbuf;
+        n = dispatch_msg(c, &tmpl);
+        c->rbuf_pinned = NULL;
+        free(c->rbuf_retired);
+        c->rbuf_retired = NULL;
+        return n;
+}
+
+static int handle_error(ipcd_client *c, const WireHeader *h, const uint8_t *meta,
+                        const uint8_t *payload, Await *a) {
+        uint32_t code = le32_read(meta), ref_kind = le32_read(meta + 4);
+        int err = wire_error_to_errno(code);
+
+        if (err == 0)
+                err = -EPROTO; /* an ERROR that says "ok" */
+        if (h->payload_len > 0)
+                set_error_text(c, payload, h->payload_len);
+        else
+                set_error(c, "the broker refused a %s frame: %s", wire_kind_name(ref_kind),
+                          wire_error_name(code));
+        if (a) {
+                a->err = err;
+                a->done = true;
+                a->rx_index = c->rx_frames;
+        } else
+                note_async_error(c, err);
+        if (h->flags & WIRE_F_FATAL)
+                return client_kill(c, err, NULL);
+        return 0;
+}
+
+/* Marks @a answered by a frame of @kind, which must be the expected one. */
+static int answer(ipcd_client *c, Await *a, uint8_t kind) {
+        if (a->want != kind)
+                return client_kill(c, -EPROTO, "the broker answered with %s instead of %s",
+                                   wire_kind_name(kind), wire_kind_name(a->want));
+        a->done = true;
+        a->err = 0;
+        a->rx_index = c->rx_frames;
+        return 0;
+}
+
+/*
+ * Acts on one frame. @dispatch: call handlers for a MESSAGE (from
+ * ipcd_client_process()), else queue it (from a blocking call). Returns the
+ * number of messages dispatched (0 or 1), or the error that ended the
+ * connection.
+ */
+static int handle_frame(ipcd_client *c, const WireHeader *h, const uint8_t *frame,
+                        bool dispatch) {
+        const uint8_t *meta = frame + WIRE_HEADER_SIZE;
+        const char *topic = (const char *)meta + h->meta_len;
+        const uint8_t *payload = (const uint8_t *)topic + h->topic_len;
+        Await *a = c->await;
+        int r;
+
+        if (a && (a->done || a->corr != h->corr))
+                a = NULL; /* not the answer we wait for */
+
+        if (!c->welcomed && h->kind != WIRE_WELCOME && h->kind != WIRE_ERROR)
+                return client_kill(c, -EPROTO, "the broker sent %s before WELCOME",
+                                   wire_kind_name(h->kind));
+
+        switch (h->kind) {
+        case WIRE_WELCOME:
+                if (c->welcomed || !a)
+                        return client_kill(c, -EPROTO, "the broker sent an unexpected WELCOME");
+                if (!wire_welcome_decode(meta, &a->welcome))
+                        return client_kill(c, -EPROTO, "the broker sent a malformed WELCOME");
+                return answer(c, a, h->kind);
+
+        case WIRE_ACK:
+        case WIRE_PONG:
+                return a ? answer(c, a, h->kind) : 0;
+
+        case WIRE_ADMIN_REPLY:
+                if (!a)
+                        return 0;
+                r = answer(c, a, h->kind);
+                if (r < 0)
+                        return r;
+                a->payload = malloc((size_t)h->payload_len + 1);
+                if (!a->payload) {
+                        set_error(c, "out of memory for the broker's answer");
+                        a->err = -ENOMEM;
+                        return 0;
+                }
+                memcpy(a->payload, payload, h->payload_len);
+                a->payload[h->payload_len] = 0;
+                a->payload_len = h->payload_len;
+                return 0;
+
+        case WIRE_ERROR:
+                return handle_error(c, h, meta, payload, a);
+
+        case WIRE_PING:
+                /* The broker checks we are alive; answering can wait for the
+                 * next write. Out of memory: it will ask again. */
+                (void)tx_append(c, WIRE_PONG, 0, 0, h->corr, NULL, 0, NULL, 0, payload,
+                                h->payload_len);
+                return 0;
+
+        case WIRE_MESSAGE:
+                return handle_message(c, h, meta, topic, payload, dispatch);
+
+        case WIRE_GOODBYE:
+                return client_kill(c, -ECONNRESET, "the broker is shutting down");
+
+        case WIRE_REQUEST:
+        case WIRE_REPLY:
+                return 0; /* reserved; this library makes no requests */
+
+        default:
+                return client_kill(c, -EPROTO, "the broker sent a %s frame, which only clients send",
+                                   wire_kind_name(h->kind));
+        }
+}
+
+/*
+ * Blocks until @a is answered (@a not NULL) or the output buffer holds at
+ * most @out_max bytes (@a NULL), or until @deadline. Meanwhile it writes
+ * output, reads input and handles frames, queueing messages instead of
+ * dispatching them. Reading even when only waiting for output keeps a
+ * broker that waits for us to read from deadlocking with us.
+ *
+ * Returns 0 (then @a->err holds the broker's verdict), -ETIMEDOUT, -ENOMEM,
+ * or the error that ended the connection.
+ */
+static int client_block(ipcd_client *c, Await *a, size_t out_max, uint64_t deadline) {
+        Await *saved = c->await;
+        int r;
+
+        c->await = a;
+        for (;;) {
+                struct pollfd pfd;
+                const uint8_t *f = NULL;
+                WireHeader h;
+                int t;
+
+                /* Frames already buffered may hold the answer, also after
+                 * the connection ended. */
+                while (!(a && a->done)) {
+                        r = rx_next_frame(c, &h, &f);
+                        if (r <= 0)
+                                break;
+                        (void)handle_frame(c, &h, f, false);
+                }
+                if (a && a->done) {
+                        r = 0;
+                        break;
+                }
+                if (c->dead) {
+                        r = client_dead_error(c);
+                        break;
+                }
+                (void)tx_write(c);
+                if (c->dead)
+                        continue;
+                if (!a && c->wend - c->wstart <= out_max) {
+                        r = 0;
+                        break;
+                }
+
+                t = remaining_ms(deadline);
+                if (t == 0) {
+                        set_error(c, "timed out waiting for the broker");
+                        r = -ETIMEDOUT;
+                        break;
+                }
+                pfd = (struct pollfd){
+                        .fd = c->fd,
+                        .events = POLLIN | (c->wend > c->wstart ? POLLOUT : 0),
+                };
+                r = poll(&pfd, 1, t);
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                if (r > 0 && (pfd.revents & POLLNVAL)) {
+                        /* Someone closed our socket behind our back. */
+                        (void)client_kill(c, -EBADF, "the connection's socket was closed");
+                        continue;
+                }
+                if (r > 0 && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
+                        ssize_t k = rx_read(c);
+                        if (k == -ENOMEM && !c->dead) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                }
+        }
+        c->await = saved;
+        return r;
+}
+
+/* Waits for the answer to the frame just queued with @a->corr. Returns 0 or
+ * a negative errno: the broker's verdict or the failure to get it. */
+static int client_request(ipcd_client *c, Await *a) {
+        int r;
+
+        r = client_block(c, a, 0, deadline_after(c->timeout_ms));
+        if (r < 0)
+                return r;
+        if (a->err < 0 && a->err == c->dead)
+                c->dead_reported = true; /* a fatal answer: this caller hears it */
+        return a->err;
+}
+
+/* ---- the public interface ---- */
+
+/* The default client name: the program's, cut to the protocol's limit on a
+ * character boundary. */
+static void default_name(char *buf, size_t cap) {
+        const char *p = program_invocation_short_name;
+        size_t len = p ? strlen(p) : 0;
+
+        if (len > cap - 1) {
+                len = cap - 1;
+                while (len > 0 && ((unsigned char)p[len] & 0xc0) == 0x80)
+                        len--;
+        }
+        if (len == 0 || !utf8_printable(p, len)) {
+                p = FALLBACK_NAME;
+                len = strlen(p);
+        }
+        memcpy(buf, p, len);
+        buf[len] = 0;
+}
+
+static int client_connect(ipcd_client *c, const char *path, uint64_t deadline) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        size_t len = strlen(path);
+        socklen_t salen;
+
+        memcpy(sa.sun_path, path, len);
+        salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
+
+        for (;;) {
+                struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+                socklen_t optlen = sizeof(int);
+                int t, err = 0;
+
+                if (connect(c->fd, (struct sockaddr *)&sa, salen) == 0)
+                        return 0;
+                if (errno == EAGAIN) {
+                        /* The broker's accept backlog is full; a unix socket
+                         * cannot wait for room, so retry. */
+                        t = remaining_ms(deadline);
+                        if (t == 0)
+                                return -ETIMEDOUT;
+                        (void)poll(NULL, 0, t < 0 || t > 10 ? 10 : t);
+                        continue;
+                }
+                if (errno != EINPROGRESS && errno != EINTR)
+                        return -errno;
+                /* Connecting in the background: wait for it to finish. */
+                for (;;) {
+                        int k;
+
+                        t = remaining_ms(deadline);
+                        if (t == 0)
+                                return -ETIMEDOUT;
+                        k = poll(&pfd, 1, t);
+                        if (k > 0)
+                                break;
+                        if (k < 0 && errno != EINTR)
+                                return -errno;
+                }
+                if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &optlen) < 0)
+                        return -errno;
+                return -err;
+        }
+}
+
+_public_ int ipcd_client_new(ipcd_client **ret, const char *socket_path, const char *name) {
+        _cleanup_(ipcd_client_unrefp) ipcd_client *c = NULL;
+        char path_buf[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
+        char name_buf[WIRE_MAX_CLIENT_NAME + 1];
+        uint8_t hello[WIRE_META_HELLO] = { 0 };
+        uint64_t deadline;
+        Await a;
+        size_t len;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        if (name) {
+                len = strlen(name);
+                if (len > WIRE_MAX_CLIENT_NAME || !utf8_printable(name, len))
+                        return -EINVAL;
+        } else {
+                default_name(name_buf, sizeof(name_buf));
+                name = name_buf;
+        }
+        if (!socket_path) {
+                const char *e = getenv("IPCD_SOCKET");
+                if (e && *e)
+                        socket_path = e;
+                else {
+                        r = wire_default_socket_path(path_buf, sizeof(path_buf));
+                        if (r < 0)
+                                return r;
+                        socket_path = path_buf;
+                }
+        }
+        if (!*socket_path)
+                return -EINVAL;
+        if (strlen(socket_path) >= sizeof(path_buf))
+                return -ENAMETOOLONG;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->n_ref = 1;
+        c->fd = -1;
+        c->timeout_ms = DEFAULT_TIMEOUT_MS;
+        c->next_corr = 1;
+        c->next_sub_id = 1;
+        c->rx_need = WIRE_HEADER_SIZE;
+        c->max_topic_len = WIRE_DEFAULT_MAX_TOPIC;
+        c->max_payload = WIRE_DEFAULT_MAX_PAYLOAD;
+        c->max_types = WIRE_MAX_TYPES_PER_SUB;
+        c->rx_limits = (WireLimits){
+                .max_payload = RX_MAX_PAYLOAD,
+                .max_topic_len = UINT16_MAX,
+                .max_fds = UINT8_MAX, /* whatever comes is closed */
+        };
+        snprintf(c->last_error, sizeof(c->last_error), "no error");
+
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (c->fd < 0)
+                return -errno;
+
+        deadline = deadline_after(DEFAULT_TIMEOUT_MS);
+        r = client_connect(c, socket_path, deadline);
+        if (r < 0)
+                return r;
+
+        a = (Await){ .corr = c->next_corr++, .want = WIRE_WELCOME };
+        r = tx_append(c, WIRE_HELLO, 0, 0, a.corr, hello, sizeof(hello), NULL, 0, name,
+                      strlen(name));
+        if (r < 0)
+                return r;
+        r = client_block(c, &a, 0, deadline);
+        if (r < 0)
+                return r;
+        if (a.err < 0)
+                return a.err;
+
+        c->id = a.welcome.client_id;
+        c->max_payload = a.welcome.max_payload;
+        c->max_topic_len = a.welcome.max_topic_len;
+        if (a.welcome.max_types_per_sub > 0 && a.welcome.max_types_per_sub < c->max_types)
+                c->max_types = a.welcome.max_types_per_sub;
+        c->rx_limits.max_topic_len = (uint16_t)a.welcome.max_topic_len;
+        if (a.welcome.max_payload > c->rx_limits.max_payload)
+                c->rx_limits.max_payload = a.welcome.max_payload;
+        c->topic_buf = malloc(c->max_topic_len + 1);
+        if (!c->topic_buf)
+                return -ENOMEM;
+        c->welcomed = true;
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+_public_ ipcd_client *ipcd_client_ref(ipcd_client *c) {
+        if (c)
+                c->n_ref++;
+        return c;
+}
+
+_public_ ipcd_client *ipcd_client_unref(ipcd_client *c) {
+        Sub *s;
+
+        if (!c || --c->n_ref > 0)
+                return NULL;
+
+        if (c->welcomed && !c->dead && c->wend > c->wstart) {
+                c->closing = true;
+                (void)client_block(c, NULL, 0, deadline_after(c->timeout_ms));
+        }
+        safe_close(c->fd);
+        while ((s = c->subs)) {
+                c->subs = s->next;
+                free(s);
+        }
+        queue_free(c);
+        ipcd_msg_unref(c->slot);
+        free(c->topic_buf);
+        free(c->wbuf);
+        free(c->rbuf);
+        free(c->rbuf_retired);
+        free(c);
+        return NULL;
+}
+
+_public_ void ipcd_client_unrefp(ipcd_client **c) {
+        if (c)
+                *c = ipcd_client_unref(*c);
+}
+
+_public_ int ipcd_client_set_timeout(ipcd_client *c, int timeout_ms) {
+        if (!c || timeout_ms < -1)
+                return -EINVAL;
+        c->timeout_ms = timeout_ms;
+        return 0;
+}
+
+_public_ int ipcd_client_publish(ipcd_client *c, const char *topic, uint32_t type,
+                                 const void *data, size_t size, unsigned flags) {
+        size_t topic_len;
+        TopicCheck tc;
+        uint64_t corr;
+        int r;
+
+        if (!c || !topic || (!data && size > 0) ||
+            (flags & ~(IPCD_PUBLISH_MORE | IPCD_PUBLISH_ACK)))
+                return -EINVAL;
+        if (c->dead)
+                return client_dead_error(c);
+        topic_len = strlen(topic);
+        tc = topic_name_check(topic, topic_len, c->max_topic_len);
+        if (tc != TOPIC_OK) {
+                set_error(c, "invalid topic name: %s", topic_check_str(tc));
+                return -EINVAL;
+        }
+        if (size > c->max_payload) {
+                set_error(c, "payload of %zu bytes exceeds the broker's limit of %zu bytes", size,
+                          c->max_payload);
+                return -EMSGSIZE;
+        }
+        if (c->wend - c->wstart > TX_HIGH_WATER) {
+                r = client_block(c, NULL, TX_LOW_WATER, deadline_after(c->timeout_ms));
+                if (r < 0)
+                        return r;
+        }
+
+        corr = c->next_corr++;
+        r = tx_append(c, WIRE_PUBLISH, (flags & IPCD_PUBLISH_ACK) ? WIRE_F_ACK : 0, type, corr,
+                      NULL, 0, topic, topic_len, data, size);
+        if (r < 0)
+                return r;
+        if (flags & IPCD_PUBLISH_ACK) {
+                Await a = { .corr = corr, .want = WIRE_ACK };
+                return client_request(c, &a);
+        }
+        if (!(flags & IPCD_PUBLISH_MORE)) {
+                (void)tx_write(c);
+                if (c->dead)
+                        return client_dead_error(c);
+        }
+        return 0;
+}
+
+_public_ int ipcd_client_subscribe(ipcd_client *c, const char *filter, const uint32_t *types,
+                                   size_t n_types, ipcd_msg_handler_t handler, void *userdata,
+                                   uint32_t *ret_id) {
+        uint8_t meta[WIRE_META_SUBSCRIBE], payload[4 * WIRE_MAX_TYPES_PER_SUB];
+        size_t filter_len, i;
+        TopicCheck tc;
+        Await a;
+        Sub *s;
+        int r;
+
+        if (!c || !filter || !handler || (!types && n_types > 0))
+                return -EINVAL;
+        if (c->dead)
+                return client_dead_error(c);
+        filter_len = strlen(filter);
+        tc = topic_filter_check(filter, filter_len, c->max_topic_len);
+        if (tc != TOPIC_OK) {
+                set_error(c, "invalid subscription filter: %s", topic_check_str(tc));
+                return -EINVAL;
+        }
+        if (n_types > c->max_types) {
+                set_error(c, "a subscription selects at most %zu message types", c->max_types);
+                return -E2BIG;
+        }
+
+        s = malloc(sizeof(*s) + n_types * sizeof(uint32_t) + filter_len + 1);
+        if (!s) {
+                set_error(c, "out of memory");
+                return -ENOMEM;
+        }
+        *s = (Sub){
+                .id = sub_id_next(c),
+                .handler = handler,
+                .userdata = userdata,
+                .filter_len = filter_len,
+                .n_types = n_types,
+        };
+        s->filter = (char *)(s->types + n_types);
+        memcpy(s->filter, filter, filter_len + 1);
+        for (i = 0; i < n_types; i++) {
+                s->types[i] = types[i];
+                le32_write(payload + 4 * i, types[i]);
+        }
+        wire_subscribe_encode(meta, &(WireSubscribe){ .sub_id = s->id, .n_types = (uint16_t)n_types });
+
+        a = (Await){ .corr = c->next_corr++, .want = WIRE_ACK };
+        r = tx_append(c, WIRE_SUBSCRIBE, 0, 0, a.corr, meta, sizeof(meta), filter, filter_len,
+                      payload, 4 * n_types);
+        if (r >= 0)
+                r = client_request(c, &a);
+        if (r < 0) {
+                free(s);
+                return r;
+        }
+
+        s->active_from = a.rx_index;
+        if (c->subs_tail)
+                c->subs_tail->next = s;
+        else
+                c->subs = s;
+        c->subs_tail = s;
+        if (ret_id)
+                *ret_id = s->id;
+        return 0;
+}
+
+_public_ int ipcd_client_unsubscribe(ipcd_client *c, uint32_t id) {
+        uint8_t meta[WIRE_META_UNSUBSCRIBE];
+        Await a;
+        Sub *s;
+        int r;
+
+        if (!c)
+                return -EINVAL;
+        s = sub_find(c, id);
+        if (!s) {
+                set_error(c, "no subscription with id %u", id);
+                return -ENOENT;
+        }
+        /* Gone locally first: no handler call for it from now on, even for
+         * messages already queued. */
+        sub_remove(c, s);
+        if (c->dead)
+                return client_dead_error(c);
+
+        le32_write(meta, id);
+        le32_write(meta + 4, 0);
+        a = (Await){ .corr = c->next_corr++, .want = WIRE_ACK };
+        r = tx_append(c, WIRE_UNSUBSCRIBE, 0, 0, a.corr, meta, sizeof(meta), NULL, 0, NULL, 0);
+        if (r < 0)
+                return r;
+        return client_request(c, &a);
+}
+
+_public_ int ipcd_client_get_fd(ipcd_client *c) {
+        if (!c)
+                return -EINVAL;
+        return c->fd;
+}
+
+_public_ int ipcd_client_get_events(ipcd_client *c) {
+        if (!c)
+                return -EINVAL;
+        return POLLIN | (!c->dead && c->wend > c->wstart ? POLLOUT : 0);
+}
+
+_public_ int ipcd_client_process(ipcd_client *c) {
+        size_t budget = RX_BUDGET;
+        int n = 0, err = 0, r;
+
+        if (!c)
+                return -EINVAL;
+        if (c->dispatching)
+                return -EBUSY;
+        if (c->dead && !c->queue_head && !rx_has_frame(c))
+                return client_dead_error(c);
+
+        /* A handler may drop the application's last reference. */
+        ipcd_client_ref(c);
+        if (!c->dead)
+                err = tx_write(c);
+        for (;;) {
+                const uint8_t *f = NULL;
+                WireHeader h;
+                ssize_t k;
+
+                /* What blocking calls queued came before what is buffered. */
+                n += dispatch_queue(c);
+                r = rx_next_frame(c, &h, &f);
+                if (r < 0) {
+                        err = err ? err : r;
+                        break;
+                }
+                if (r > 0) {
+                        r = handle_frame(c, &h, f, true);
+                        if (r < 0)
+                                err = err ? err : r;
+                        else
+                                n += r;
+                        continue;
+                }
+                if (c->dead || budget == 0)
+                        break;
+                k = rx_read(c);
+                if (k <= 0) {
+                        if (k < 0)
+                                err = err ? err : (int)k;
+                        break;
+                }
+                budget -= (size_t)k < budget ? (size_t)k : budget;
+        }
+        /* Answers to PINGs, and what handlers published. */
+        if (!c->dead)
+                (void)tx_write(c);
+
+        if (n > 0)
+                r = n;
+        else if (c->dead)
+                r = client_dead_error(c);
+        else
+                r = err;
+        ipcd_client_unref(c);
+        return r;
+}
+
+_public_ int ipcd_client_wait(ipcd_client *c, int timeout_ms) {
+        uint64_t deadline;
+
+        if (!c || timeout_ms < -1)
+                return -EINVAL;
+        if (c->dispatching)
+                return -EBUSY;
+        deadline = deadline_after(timeout_ms);
+        for (;;) {
+                struct pollfd pfd;
+                int r, t;
+
+                r = ipcd_client_process(c);
+                if (r != 0)
+                        return r;
+                t = remaining_ms(deadline);
+                if (t == 0)
+                        return 0;
+                pfd = (struct pollfd){ .fd = c->fd, .events = (short)ipcd_client_get_events(c) };
+                if (poll(&pfd, 1, t) < 0)
+                        return -errno;
+        }
+}
+
+_public_ int ipcd_client_flush(ipcd_client *c) {
+        if (!c)
+                return -EINVAL;
+        if (c->dead)
+                return client_dead_error(c);
+        return client_block(c, NULL, 0, deadline_after(c->timeout_ms));
+}
+
+_public_ int ipcd_client_sync(ipcd_client *c) {
+        Await a;
+        int r;
+
+        if (!c)
+                return -EINVAL;
+        if (!c->dead) {
+                a = (Await){ .corr = c->next_corr++, .want = WIRE_PONG };
+                r = tx_append(c, WIRE_PING, 0, 0, a.corr, NULL, 0, NULL, 0, NULL, 0);
+                if (r >= 0)
+                        r = client_request(c, &a);
+        } else
+                r = -ENOTCONN;
+        /* An earlier refusal explains more than the failure to ask. */
+        if (c->async_err) {
+                r = c->async_err;
+                c->async_err = 0;
+                if (c->dead && r == c->dead)
+                        c->dead_reported = true;
+                return r;
+        }
+        if (r == -ENOTCONN && c->dead)
+                return client_dead_error(c);
+        return r;
+}
+
+_public_ const char *ipcd_client_last_error(ipcd_client *c) {
+        return c ? c->last_error : "";
+}
+
+_public_ uint32_t ipcd_client_get_id(ipcd_client *c) {
+        return c ? c->id : 0;
+}
+
+_public_ size_t ipcd_client_get_max_payload(ipcd_client *c) {
+        return c ? c->max_payload : 0;
+}
+
+_public_ int ipcd_client_admin(ipcd_client *c, const char *command, char **ret_json,
+                               size_t *ret_len) {
+        size_t len;
+        TopicCheck tc;
+        Await a;
+        int r;
+
+        if (!c || !command)
+                return -EINVAL;
+        if (c->dead)
+                return client_dead_error(c);
+        len = strlen(command);
+        tc = topic_name_check(command, len, c->max_topic_len);
+        if (tc != TOPIC_OK) {
+                set_error(c, "invalid admin command: %s", topic_check_str(tc));
+                return -EINVAL;
+        }
+        a = (Await){ .corr = c->next_corr++, .want = WIRE_ADMIN_REPLY };
+        r = tx_append(c, WIRE_ADMIN, 0, 0, a.corr, NULL, 0, command, len, NULL, 0);
+        if (r >= 0)
+                r = client_request(c, &a);
+        if (r < 0) {
+                free(a.payload);
+                return r;
+        }
+        if (ret_len)
+                *ret_len = a.payload_len;
+        if (ret_json)
+                *ret_json = a.payload;
+        else
+                free(a.payload);
+        return 0;
+}

@@ -1,0 +1,397 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libipcd-client: the client library of ipcd, the local message broker.
+ *
+ * A client connects to the broker's AF_UNIX socket, publishes messages on
+ * topics ("sensors/cpu0/temp") and subscribes to topic filters with MQTT
+ * wildcards ("sensors/+/temp", "sensors/#"). Every message carries a 32-bit
+ * user type, the publisher's kernel credentials (pid, uid, gid) and a
+ * per-topic sequence number.
+ *
+ * The library is loop-neutral: plug ipcd_client_get_fd() and
+ * ipcd_client_get_events() into poll(), epoll, libevent, glib or sd-event
+ * and call ipcd_client_process() when the fd is ready; or let
+ * ipcd_client_wait() block for you.
+ *
+ * Conventions, true of every function below unless it says otherwise:
+ *  - Functions returning int return 0 (or a count) on success and a
+ *    negative errno on failure. Out-parameters (ret_*) are written only on
+ *    success.
+ *  - A NULL client or a bad argument gives -EINVAL.
+ *  - Once the connection is lost (the broker closed it, sent a fatal error,
+ *    or sent something this library cannot parse) the client is dead: the
+ *    call that noticed returns the error that ended it (-ECONNRESET, -EPIPE,
+ *    -EPROTO, or the errno of the broker's fatal error) and every later call
+ *    returns -ENOTCONN. ipcd_client_last_error() says why. A dead client
+ *    must still be released with ipcd_client_unref().
+ *  - "Blocking" calls wait at most the client's timeout (see
+ *    ipcd_client_set_timeout(), 5 s by default) and return -ETIMEDOUT when
+ *    it expires. They restart by themselves when a signal interrupts them.
+ *  - An ipcd_client is not thread-safe; use one per thread or lock around
+ *    it. Distinct clients are independent. An ipcd_msg that a handler has
+ *    kept with ipcd_msg_ref() belongs to no client and may be handed to
+ *    another thread (its reference count is not atomic: only one thread at
+ *    a time may ref/unref it).
+ *  - The library never raises SIGPIPE and never calls exit().
+ *
+ * Buffered input. Blocking calls (subscribe, unsubscribe, sync, admin,
+ * flush, publish with IPCD_PUBLISH_ACK) read from the socket to find their
+ * answer; messages that arrive meanwhile are kept inside the library and
+ * dispatched by the next ipcd_client_process() or ipcd_client_wait(),
+ * never from inside the blocking call. Since poll() cannot see that
+ * buffer, an application running its own loop calls ipcd_client_process()
+ * once after any blocking call before it polls again. ipcd_client_wait()
+ * does that by itself.
+ *
+ * A minimal subscriber (client/examples/example-sub.c):
+ *
+ *     static void on_temp(ipcd_client *c, ipcd_msg *m, void *userdata) {
+ *             size_t size;
+ *             const char *data = ipcd_msg_get_data(m, &size);
+ *             printf("%s from pid %d: %.*s\n", ipcd_msg_get_topic(m),
+ *                    (int)ipcd_msg_get_sender_pid(m), (int)size, data);
+ *     }
+ *
+ *     ipcd_client *c = NULL;
+ *     int r = ipcd_client_new(&c, NULL, "example-sub");
+ *     if (r < 0) ... strerror(-r)
+ *     r = ipcd_client_subscribe(c, "sensors/+/temp", NULL, 0, on_temp, NULL, NULL);
+ *     while ((r = ipcd_client_wait(c, -1)) >= 0)
+ *             ;
+ *     ipcd_client_unref(c);
+ *
+ * A minimal publisher (client/examples/example-pub.c):
+ *
+ *     r = ipcd_client_publish(c, "sensors/cpu0/temp", 7, "42", 2, 0);
+ *     r = ipcd_client_sync(c);    // the broker has seen it; 0 or its error
+ *
+ * Compile with `pkg-config --cflags --libs libipcd-client`.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A connection to the broker. Opaque, reference counted. */
+typedef struct ipcd_client ipcd_client;
+
+/* A received message. Opaque, reference counted. */
+typedef struct ipcd_msg ipcd_msg;
+
+/*
+ * A subscription's message handler. Called from ipcd_client_process() or
+ * ipcd_client_wait() only, once per matching subscription (see
+ * ipcd_client_subscribe()). @m is borrowed for the duration of the call:
+ * its pointers stay valid until the handler returns; ipcd_msg_ref() it to
+ * keep it longer. The handler may call ipcd_client_publish(),
+ * ipcd_client_unsubscribe() (of any subscription, itself included),
+ * ipcd_client_subscribe(), ipcd_client_sync(), ipcd_client_admin() and
+ * ipcd_client_flush(); ipcd_client_process() and ipcd_client_wait() return
+ * -EBUSY from inside a handler. It may drop its own reference to @c: the
+ * library holds one while it dispatches.
+ */
+typedef void (*ipcd_msg_handler_t)(ipcd_client *c, ipcd_msg *m, void *userdata);
+
+/* ipcd_client_publish() flags. */
+#define IPCD_PUBLISH_MORE (1u << 0) /* buffer; more follows, do not write yet (like MSG_MORE) */
+#define IPCD_PUBLISH_ACK (1u << 1)  /* block until the broker has routed it; return its error */
+
+/* ipcd_msg_get_flags() bits. */
+#define IPCD_MSG_RETAINED (1u << 0) /* a retained message delivered on subscribe (reserved) */
+#define IPCD_MSG_BULK (1u << 1)     /* the payload came as a sealed memfd (reserved) */
+
+/*
+ * Connects to the broker and performs the handshake (HELLO/WELCOME),
+ * blocking up to the default timeout of 5 s.
+ *
+ * @ret:         receives the new client (one reference, owned by the caller).
+ * @socket_path: the broker's socket; NULL picks $IPCD_SOCKET when set and
+ *               not empty, else the broker's default path:
+ *               $RUNTIME_DIRECTORY/ipcd.sock, $XDG_RUNTIME_DIR/ipcd.sock or
+ *               /run/ipcd/ipcd.sock. Not kept after the call.
+ * @name:        the client name the broker shows in its tables: at most 64
+ *               bytes of printable UTF-8. NULL uses the program name
+ *               (truncated to fit). Not kept after the call.
+ *
+ * Returns 0, or:
+ *   -EINVAL          @ret is NULL, @name is not valid, the path is empty
+ *   -ENAMETOOLONG    the socket path does not fit a sockaddr_un
+ *   -ENOENT          no socket at that path (no broker running)
+ *   -ECONNREFUSED    the socket exists but no broker listens on it
+ *   -EACCES          no permission to connect to the socket
+ *   -ETIMEDOUT       the broker did not answer in time
+ *   -EPROTO          the broker's answer is malformed, or it refused the
+ *                    handshake
+ *   -EPROTONOSUPPORT the broker does not speak this protocol version
+ *   -ECONNRESET      the broker closed the connection during the handshake
+ *   -ENOBUFS         the broker is at its connection limit
+ *   -ENOMEM          out of memory
+ *   or another errno of socket(2)/connect(2) (-EMFILE, ...).
+ * The failure's explanation is lost with the client; the return value is
+ * all there is.
+ */
+int ipcd_client_new(ipcd_client **ret, const char *socket_path, const char *name);
+
+/* Takes a reference. Returns @c. NULL-safe (returns NULL). */
+ipcd_client *ipcd_client_ref(ipcd_client *c);
+
+/*
+ * Drops a reference. The last one writes what is still buffered (bounded by
+ * the client's timeout), closes the connection and frees the client, its
+ * subscriptions and any buffered messages; messages kept with
+ * ipcd_msg_ref() stay valid. Handlers are not called from here. Returns
+ * NULL. NULL-safe.
+ */
+ipcd_client *ipcd_client_unref(ipcd_client *c);
+
+/* Calls ipcd_client_unref(*c); for `__attribute__((cleanup(ipcd_client_unrefp)))`. */
+void ipcd_client_unrefp(ipcd_client **c);
+
+/*
+ * Sets the timeout of the blocking calls in milliseconds: -1 waits forever,
+ * 0 fails at once when the answer is not already there. Default 5000.
+ * Returns 0, or -EINVAL when @c is NULL or @timeout_ms < -1.
+ */
+int ipcd_client_set_timeout(ipcd_client *c, int timeout_ms);
+
+/*
+ * Publishes @size bytes at @data (NULL when @size is 0) on @topic (a topic
+ * name: no wildcards) with user message type @type. The data is copied;
+ * the caller keeps ownership of @topic and @data.
+ *
+ * The frame goes into the client's output buffer. Without
+ * IPCD_PUBLISH_MORE the library then writes what is buffered, without
+ * blocking; what the socket does not take goes out from
+ * ipcd_client_process(), ipcd_client_wait(), ipcd_client_flush() or the
+ * next call that writes. With IPCD_PUBLISH_MORE nothing is written yet
+ * (batch several messages into one system call). When more than 4 MiB is
+ * waiting to be written, the call first blocks until the socket took
+ * part of it.
+ *
+ * Without IPCD_PUBLISH_ACK publishing is fire-and-forget: an error the
+ * broker reports later (for example -EACCES for a topic starting with '$')
+ * is returned by the next ipcd_client_sync(). With IPCD_PUBLISH_ACK the
+ * call blocks until the broker has routed the message and returns the
+ * broker's verdict.
+ *
+ * Returns 0, or:
+ *   -EINVAL      @c or @topic NULL, @data NULL with @size > 0, unknown
+ *                @flags, or @topic is not a valid topic name (empty, too
+ *                long, wildcard, control character, bad UTF-8; the reason
+ *                is in ipcd_client_last_error())
+ *   -EMSGSIZE    @size exceeds ipcd_client_get_max_payload()
+ *   -ENOMEM      out of memory (nothing was queued)
+ *   -ETIMEDOUT   the output buffer did not drain in time (nothing was
+ *                queued), or with IPCD_PUBLISH_ACK: no answer in time (the
+ *                message may still be routed)
+ *   -ECONNRESET, -EPIPE, -EPROTO  the connection was lost during this call
+ *   -ENOTCONN    the connection was lost earlier
+ *   with IPCD_PUBLISH_ACK, the broker's refusal: -EACCES (permission
+ *   denied, '$' topic), -ENOBUFS (a limit was reached), -EOPNOTSUPP,
+ *   -EINVAL, -EMSGSIZE, -EIO (broker failure).
+ */
+int ipcd_client_publish(ipcd_client *c, const char *topic, uint32_t type, const void *data,
+                        size_t size, unsigned flags);
+
+/*
+ * Subscribes to @filter (a topic name or a filter with '+' and '#'
+ * wildcards) and blocks until the broker confirms it.
+ *
+ * @types, @n_types: the message types to receive (at most 64); NULL and 0
+ *               for every type. Copied.
+ * @handler:     called for every message whose topic matches @filter and
+ *               whose type is selected, from ipcd_client_process() or
+ *               ipcd_client_wait(); never from inside this call.
+ * @userdata:    passed to @handler; not owned.
+ * @ret_id:      receives the subscription's id (nonzero, unique among this
+ *               client's subscriptions, not reused before 2^32 more
+ *               subscriptions); may be NULL.
+ *
+ * When several subscriptions of one client match a message, the broker
+ * sends it once and the library calls the handler of each of them, in the
+ * order they were made. A subscription sees only messages the broker
+ * routed after it confirmed it.
+ *
+ * Returns 0, or:
+ *   -EINVAL      @c, @filter or @handler NULL, @types NULL with
+ *                @n_types > 0, or @filter invalid (reason in
+ *                ipcd_client_last_error())
+ *   -E2BIG       more types than the broker allows per subscription (64)
+ *   -ENOBUFS     the broker's subscription limit for this connection
+ *   -EACCES      the broker's access rules refuse it
+ *   -EOPNOTSUPP  the broker does not support what was asked
+ *   -ETIMEDOUT   no answer in time (the broker may still create it; its
+ *                messages are then ignored)
+ *   -ENOMEM, -ECONNRESET, -EPIPE, -EPROTO, -ENOTCONN as for publish.
+ */
+int ipcd_client_subscribe(ipcd_client *c, const char *filter, const uint32_t *types,
+                          size_t n_types, ipcd_msg_handler_t handler, void *userdata,
+                          uint32_t *ret_id);
+
+/*
+ * Removes subscription @id and blocks until the broker confirms it. The
+ * subscription is removed locally first, whatever the outcome: once this
+ * returns (even with an error) its handler is never called again, not even
+ * for messages already buffered. Safe from inside any handler, that
+ * subscription's own included.
+ *
+ * Returns 0, or:
+ *   -EINVAL     @c NULL
+ *   -ENOENT     no subscription @id on this client (or the broker did not
+ *               know it)
+ *   -ETIMEDOUT, -ENOMEM, -ECONNRESET, -EPIPE, -EPROTO, -ENOTCONN as for
+ *               publish (the local subscription is gone all the same).
+ */
+int ipcd_client_unsubscribe(ipcd_client *c, uint32_t id);
+
+/*
+ * The connection's socket, for poll()/epoll: watch it for
+ * ipcd_client_get_events() and call ipcd_client_process() when ready. It
+ * stays open (and owned by the client) until the last ipcd_client_unref();
+ * do not read, write or close it. Returns the fd, or -EINVAL when @c is
+ * NULL.
+ */
+int ipcd_client_get_fd(ipcd_client *c);
+
+/*
+ * The poll events to wait for: POLLIN, plus POLLOUT while output is waiting
+ * to be written. Recompute it after every call on the client. Returns the
+ * mask, or -EINVAL when @c is NULL.
+ */
+int ipcd_client_get_events(ipcd_client *c);
+
+/*
+ * Does whatever can be done without blocking: writes buffered output,
+ * dispatches buffered messages, reads what the socket has (up to about
+ * 1 MiB per call, so one busy connection cannot starve a shared loop) and
+ * dispatches it. Call it when the fd is ready, and once after any blocking
+ * call.
+ *
+ * Returns the number of messages dispatched to at least one handler (0 if
+ * none), or:
+ *   -EINVAL     @c NULL
+ *   -EBUSY      called from inside a handler
+ *   -ECONNRESET the broker closed the connection (or -EPIPE, -EPROTO, the
+ *               errno of a fatal broker error)
+ *   -ENOTCONN   the connection was lost earlier (messages that arrived
+ *               before that are still dispatched first)
+ * Errors the broker reports for earlier fire-and-forget frames are not
+ * returned here; see ipcd_client_sync().
+ */
+int ipcd_client_process(ipcd_client *c);
+
+/*
+ * Processes (as ipcd_client_process()) until at least one message has been
+ * dispatched or @timeout_ms milliseconds have passed (-1: no limit, 0:
+ * process once). This timeout replaces the client's for this call.
+ * Returns the number of messages dispatched, 0 on timeout, or the errors of
+ * ipcd_client_process(), or -EINTR when a signal interrupted the wait
+ * (the caller decides whether to retry).
+ */
+int ipcd_client_wait(ipcd_client *c, int timeout_ms);
+
+/*
+ * Blocks until everything buffered has been written to the socket (which
+ * does not mean the broker has handled it: see ipcd_client_sync()).
+ * Returns 0, or -EINVAL, -ETIMEDOUT, -ECONNRESET, -EPIPE, -EPROTO,
+ * -ENOTCONN.
+ */
+int ipcd_client_flush(ipcd_client *c);
+
+/*
+ * Writes everything buffered and makes a round trip to the broker (PING,
+ * PONG). The broker handles frames in order, so when this returns every
+ * frame sent before has been handled and any error it caused has arrived.
+ *
+ * Returns 0, or the errno of the first error the broker reported for a
+ * fire-and-forget frame since the previous ipcd_client_sync() (-EACCES,
+ * -ENOBUFS, -EINVAL, ...; the text is in ipcd_client_last_error(); the
+ * error is cleared by being returned; errors that a blocking call already
+ * returned to its caller are not repeated), or -EINVAL, -ETIMEDOUT,
+ * -ECONNRESET, -EPIPE, -EPROTO, -ENOTCONN, -ENOMEM.
+ */
+int ipcd_client_sync(ipcd_client *c);
+
+/*
+ * The explanation of the last error: the broker's text of the last ERROR
+ * it sent, or the library's own explanation of a local failure (invalid
+ * topic, lost connection, ...). Valid until the next call on @c. Never
+ * NULL: "" for a NULL client, "no error" before any error.
+ */
+const char *ipcd_client_last_error(ipcd_client *c);
+
+/* The client id the broker assigned in its handshake (nonzero); 0 for NULL. */
+uint32_t ipcd_client_get_id(ipcd_client *c);
+
+/* The largest payload the broker accepts, from its handshake (default
+ * 1 MiB); 0 for NULL. */
+size_t ipcd_client_get_max_payload(ipcd_client *c);
+
+/*
+ * Runs the broker administration command @command ("status") and blocks
+ * for the answer, a JSON document.
+ *
+ * @ret_json: receives the answer, malloc()ed and NUL-terminated; the
+ *            caller frees it. May be NULL to discard it.
+ * @ret_len:  receives its length without the NUL; may be NULL.
+ *
+ * Returns 0, or:
+ *   -EINVAL     @c or @command NULL or empty or invalid, or the broker does
+ *               not know the command (reason in ipcd_client_last_error())
+ *   -EACCES     the broker's access rules refuse it
+ *   -ETIMEDOUT, -ENOMEM, -ECONNRESET, -EPIPE, -EPROTO, -ENOTCONN.
+ */
+int ipcd_client_admin(ipcd_client *c, const char *command, char **ret_json, size_t *ret_len);
+
+/*
+ * Takes a reference to @m. Inside a handler, the first reference copies
+ * the message out of the library's receive buffer (so it outlives the
+ * handler); pointers returned by accessors before that copy are valid only
+ * until the handler returns, so call the accessors again on a kept
+ * message. Returns @m, or NULL when @m is NULL or the copy fails for lack
+ * of memory (no reference taken then).
+ */
+ipcd_msg *ipcd_msg_ref(ipcd_msg *m);
+
+/* Drops a reference; the last one frees the message. Returns NULL.
+ * NULL-safe. */
+ipcd_msg *ipcd_msg_unref(ipcd_msg *m);
+
+/* Accessors. Each accepts NULL and then returns NULL or 0. */
+
+/* The topic, NUL-terminated. Owned by @m. */
+const char *ipcd_msg_get_topic(const ipcd_msg *m);
+
+/* The user message type given by the publisher. */
+uint32_t ipcd_msg_get_type(const ipcd_msg *m);
+
+/* The payload, owned by @m; *ret_size (if not NULL) receives its length.
+ * Never NULL for a valid @m, even when the payload is empty. The payload
+ * is not NUL-terminated. */
+const void *ipcd_msg_get_data(const ipcd_msg *m, size_t *ret_size);
+
+/* The message's sequence number on its topic (1, 2, ...): a gap means
+ * messages this client did not receive. */
+uint64_t ipcd_msg_get_seq(const ipcd_msg *m);
+
+/* The publisher's process, user and group ids, as the kernel reported them
+ * to the broker when the publisher connected: they can be trusted. */
+pid_t ipcd_msg_get_sender_pid(const ipcd_msg *m);
+uid_t ipcd_msg_get_sender_uid(const ipcd_msg *m);
+gid_t ipcd_msg_get_sender_gid(const ipcd_msg *m);
+
+/* The id of the subscription whose handler receives @m (for a kept
+ * message: the one whose handler kept it). */
+uint32_t ipcd_msg_get_subscription(const ipcd_msg *m);
+
+/* IPCD_MSG_* bits. */
+unsigned ipcd_msg_get_flags(const ipcd_msg *m);
+
+#ifdef __cplusplus
+}
+#endif
