@@ -310,7 +310,7 @@ static int rx_make_room(ipcd_client *c, size_t need) {
         cap = c->rcap > RBUF_INITIAL ? c->rcap : RBUF_INITIAL;
         while (cap < want)
                 cap *= 2;
-        if (c->rbuf != c->rbuf_pinned) {
+        if (!c->rbuf || c->rbuf != c->rbuf_pinned) {
                 if (c->rstart > 0) {
                         memmove(c->rbuf, c->rbuf + c->rstart, avail);
                         c->rstart = 0;
