@@ -99,6 +99,10 @@ typedef enum WireError {
 #define WIRE_MAX_CLIENT_NAME 64
 #define WIRE_MAX_TYPES_PER_SUB 64
 #define WIRE_MAX_FDS_PER_SENDMSG 253 /* SCM_MAX_FD */
+/* A sendmsg that carries fds carries at most this much data: the kernel sends
+ * the first ~36 KiB of a unix stream sendmsg as one piece, so a partial write
+ * can never deliver fds ahead of the frames that own them. */
+#define WIRE_FD_SENDMSG_MAX_BYTES (16 * 1024)
 
 /* The decoded fixed header, host byte order. */
 typedef struct WireHeader {
@@ -125,6 +129,7 @@ typedef struct WireLimits {
 #define WIRE_DEFAULT_MAX_PAYLOAD (1u << 20)
 #define WIRE_DEFAULT_MAX_TOPIC 1024
 #define WIRE_DEFAULT_MAX_FDS 16
+#define WIRE_DEFAULT_MAX_BULK (1ull << 30)
 
 /* WELCOME metadata. */
 typedef struct WireWelcome {

@@ -22,6 +22,9 @@ void broker_config_defaults(BrokerConfig *cfg) {
                 .max_topic_len = WIRE_DEFAULT_MAX_TOPIC,
                 .max_subscriptions = 1024,
                 .out_queue_bytes = 8u << 20,
+                .queue_fds = 256,
+                .max_fds_per_msg = WIRE_DEFAULT_MAX_FDS,
+                .max_bulk_size = WIRE_DEFAULT_MAX_BULK,
                 .max_topics = 65536,
                 .max_connections = 16384,
         };
@@ -39,14 +42,20 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         event_base_loopbreak(b->base);
 }
 
-/* Raises the soft fd limit to the hard one: every client costs an fd. */
-static void raise_nofile(void) {
+/* Raises the soft fd limit to the hard one: every client costs an fd, and
+ * so does every fd a queued message carries. Returns the soft limit. */
+static size_t raise_nofile(void) {
         struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return 1024;
+        if (rl.rlim_cur < rl.rlim_max) {
                 rl.rlim_cur = rl.rlim_max;
-                if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
                         log_debug_errno(errno, "Failed to raise RLIMIT_NOFILE, ignoring: %m");
+                        getrlimit(RLIMIT_NOFILE, &rl);
+                }
         }
+        return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 30) ? (1u << 30) : (size_t)rl.rlim_cur;
 }
 
 int broker_new(Broker **ret, BrokerConfig *cfg) {
@@ -61,13 +70,12 @@ int broker_new(Broker **ret, BrokerConfig *cfg) {
         b->limits = (WireLimits){
                 .max_payload = b->config.max_payload,
                 .max_topic_len = b->config.max_topic_len,
-                /* Accepted in headers so that a frame declaring fds gets the
-                 * precise "unsupported" answer from the protocol layer. */
-                .max_fds = WIRE_DEFAULT_MAX_FDS,
+                .max_fds = b->config.max_fds_per_msg,
         };
         b->next_id = 1;
         clock_gettime(CLOCK_MONOTONIC, &b->started);
-        raise_nofile();
+        /* Half the fds for messages in flight, half for connections. */
+        b->fd_budget = raise_nofile() / 2;
 
         b->rbuf = malloc(BROKER_RBUF_SIZE);
         b->base = event_base_new();
@@ -245,13 +253,13 @@ char *broker_status_json(Broker *b, size_t *ret_len) {
                 ",\"clients\":%zu,\"topics\":%zu,\"subscriptions\":%zu"
                 ",\"messages_in\":%llu,\"messages_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu"
                 ",\"drops\":%llu,\"errors\":%llu,\"connections_total\":%llu"
-                ",\"connections_refused\":%llu}",
+                ",\"connections_refused\":%llu,\"fds_held\":%zu,\"fd_budget\":%zu}",
                 b->n_conns, router_n_topics(b->router), router_n_subscriptions(b->router),
                 (unsigned long long)b->stats.msgs_in, (unsigned long long)b->stats.msgs_out,
                 (unsigned long long)b->stats.bytes_in, (unsigned long long)b->stats.bytes_out,
                 (unsigned long long)b->stats.drops, (unsigned long long)b->stats.errors,
                 (unsigned long long)b->stats.connections_total,
-                (unsigned long long)b->stats.connections_refused);
+                (unsigned long long)b->stats.connections_refused, b->held_fds, b->fd_budget);
         if (fclose(f) != 0) {
                 free(buf);
                 return NULL;

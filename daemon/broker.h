@@ -27,6 +27,9 @@ typedef struct BrokerConfig {
         uint16_t max_topic_len;
         uint32_t max_subscriptions; /* per connection */
         size_t out_queue_bytes;    /* per connection */
+        uint32_t queue_fds;        /* fds queued toward one connection */
+        uint8_t max_fds_per_msg;
+        uint64_t max_bulk_size;
         size_t max_topics;
         size_t max_connections;
 } BrokerConfig;
@@ -62,6 +65,8 @@ struct Broker {
         struct timespec started;
         BrokerStats stats;
         uint8_t *rbuf;
+        size_t held_fds;  /* fds held in message bodies */
+        size_t fd_budget; /* at most this many: half of RLIMIT_NOFILE */
         bool stopping;
 };
 

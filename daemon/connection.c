@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <stdalign.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,22 +22,44 @@
 /* Smallest allocation for a partial frame carried over between reads. */
 #define IN_MIN_CAP (16 * 1024)
 
-Body *body_new(size_t len) {
+Body *body_new_with_fds(size_t len, const int *fds, size_t n_fds, size_t *held_fds) {
+        size_t off = (sizeof(Body) + len + alignof(int) - 1) & ~(alignof(int) - 1);
         Body *b;
-        if (len > UINT32_MAX)
+        size_t i;
+
+        if (len > UINT32_MAX || n_fds > UINT16_MAX || !(b = malloc(off + n_fds * sizeof(int)))) {
+                for (i = 0; i < n_fds; i++)
+                        safe_close(fds[i]);
                 return NULL;
-        b = malloc(sizeof(*b) + len);
-        if (!b)
-                return NULL;
+        }
         b->n_refs = 1;
         b->len = (uint32_t)len;
+        b->n_fds = (uint16_t)n_fds;
+        b->fds = (int *)(void *)((char *)b + off);
+        b->held_fds = held_fds;
+        if (n_fds) {
+                memcpy(b->fds, fds, n_fds * sizeof(int));
+                if (held_fds)
+                        *held_fds += n_fds;
+        }
         return b;
 }
 
 Body *body_unref(Body *b) {
-        if (b && --b->n_refs == 0)
-                free(b);
+        size_t i;
+
+        if (!b || --b->n_refs > 0)
+                return NULL;
+        for (i = 0; i < b->n_fds; i++)
+                safe_close(b->fds[i]);
+        if (b->held_fds)
+                *b->held_fds -= b->n_fds;
+        free(b);
         return NULL;
+}
+
+static size_t body_n_fds(const Body *b) {
+        return b ? b->n_fds : 0;
 }
 
 static size_t entry_size(const OutEntry *e) {
@@ -103,6 +126,9 @@ Connection *connection_free(Connection *c) {
                 body_unref(c->out[(c->out_head + i) & (c->out_cap - 1)].body);
         free(c->out);
         free(c->in);
+        for (i = 0; i < c->fdq_len; i++)
+                safe_close(c->fdq[i]);
+        free(c->fdq);
         if (c->ev_read)
                 event_free(c->ev_read);
         if (c->ev_write)
@@ -140,6 +166,8 @@ int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *bo
                 return -EINVAL;
         if (c->out_bytes + charge > (droppable ? limit : 2 * limit))
                 return -ENOBUFS;
+        if (body_n_fds(body) > 0 && c->out_fds + body->n_fds > c->broker->config.queue_fds)
+                return -ENOBUFS;
         if (c->out_count == c->out_cap) {
                 r = out_grow(c);
                 if (r < 0)
@@ -150,8 +178,10 @@ int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *bo
         e->hdr_len = (uint16_t)hdr_len;
         e->body = body_ref(body);
         e->sent = 0;
+        e->fds_sent = false;
         c->out_count++;
         c->out_bytes += charge;
+        c->out_fds += body_n_fds(body);
         broker_schedule_flush(c->broker, c);
         return 0;
 }
@@ -243,34 +273,89 @@ static void out_pop(Connection *c) {
         OutEntry *e = &c->out[c->out_head];
 
         c->out_bytes -= entry_charge(e);
+        c->out_fds -= body_n_fds(e->body);
         body_unref(e->body);
         e->body = NULL;
         c->out_head = (c->out_head + 1) & (c->out_cap - 1);
         c->out_count--;
 }
 
+/* Drops the frame at the head of the queue, unsent. */
+static void out_drop_head(Connection *c) {
+        c->stats.drops++;
+        c->broker->stats.drops++;
+        out_pop(c);
+}
+
 int connection_flush(Connection *c) {
         struct iovec iov[IOV_BATCH];
+        int fds[WIRE_MAX_FDS_PER_SENDMSG];
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS_PER_SENDMSG)];
+        } ctrl;
+        bool fds_refused = false;
 
         while (c->out_count > 0) {
                 struct msghdr msg = { .msg_iov = iov };
-                size_t n_iov = 0, i;
+                size_t n_iov = 0, n_fds = 0, n_fd_entries = 0, bytes = 0, cap = SIZE_MAX, i;
                 ssize_t n;
 
-                for (i = 0; i < c->out_count && n_iov + 2 <= IOV_BATCH; i++) {
+                /*
+                 * The fds of a frame go with the sendmsg that carries its
+                 * first byte. A sendmsg with fds carries at most
+                 * WIRE_FD_SENDMSG_MAX_BYTES, which the kernel never splits,
+                 * so no fd can arrive ahead of its frame.
+                 */
+                for (i = 0; i < c->out_count && n_iov + 2 <= IOV_BATCH && bytes < cap; i++) {
                         OutEntry *e = &c->out[(c->out_head + i) & (c->out_cap - 1)];
-                        size_t skip = e->sent;
+                        size_t skip = e->sent, k;
 
+                        if (body_n_fds(e->body) > 0 && !e->fds_sent) {
+                                if (fds_refused || bytes >= WIRE_FD_SENDMSG_MAX_BYTES ||
+                                    n_fds + e->body->n_fds > WIRE_MAX_FDS_PER_SENDMSG)
+                                        break;
+                                cap = WIRE_FD_SENDMSG_MAX_BYTES;
+                                for (k = 0; k < e->body->n_fds; k++)
+                                        fds[n_fds++] = e->body->fds[k];
+                                n_fd_entries = i + 1;
+                        }
                         if (skip < e->hdr_len) {
-                                iov[n_iov++] = (struct iovec){ e->hdr + skip, e->hdr_len - skip };
+                                size_t len = e->hdr_len - skip;
+                                if (len > cap - bytes)
+                                        len = cap - bytes;
+                                iov[n_iov++] = (struct iovec){ e->hdr + skip, len };
+                                bytes += len;
                                 skip = 0;
                         } else
                                 skip -= e->hdr_len;
-                        if (e->body && skip < e->body->len)
-                                iov[n_iov++] = (struct iovec){ e->body->data + skip,
-                                                               e->body->len - skip };
+                        if (e->body && skip < e->body->len && bytes < cap) {
+                                size_t len = e->body->len - skip;
+                                if (len > cap - bytes)
+                                        len = cap - bytes;
+                                iov[n_iov++] = (struct iovec){ e->body->data + skip, len };
+                                bytes += len;
+                        }
+                }
+                if (n_iov == 0) {
+                        /* The head frame needs fds the kernel refuses us:
+                         * it cannot go without them. */
+                        out_drop_head(c);
+                        fds_refused = false;
+                        continue;
                 }
                 msg.msg_iovlen = n_iov;
+                if (n_fds > 0) {
+                        struct cmsghdr *cm;
+                        msg.msg_control = ctrl.buf;
+                        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+                        memset(ctrl.buf, 0, msg.msg_controllen); /* padding too */
+                        cm = CMSG_FIRSTHDR(&msg);
+                        cm->cmsg_level = SOL_SOCKET;
+                        cm->cmsg_type = SCM_RIGHTS;
+                        cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+                        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n_fds);
+                }
                 n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (n < 0) {
                         if (errno == EINTR)
@@ -280,8 +365,24 @@ int connection_flush(Connection *c) {
                                         return -ENOMEM;
                                 break;
                         }
+                        if (n_fds > 0 && (errno == ETOOMANYREFS || errno == EMFILE || errno == ENFILE)) {
+                                /* Too many fds in flight for our user: send
+                                 * what needs none, drop what does. */
+                                log_debug_errno(errno, "client %u: cannot pass fds: %m", c->id);
+                                fds_refused = true;
+                                continue;
+                        }
                         return -errno;
                 }
+                /* All attached fds went with the first byte of this call. */
+                for (i = 0; i < n_fd_entries; i++) {
+                        OutEntry *e = &c->out[(c->out_head + i) & (c->out_cap - 1)];
+                        if (body_n_fds(e->body) > 0 && !e->fds_sent) {
+                                e->fds_sent = true;
+                                c->stats.fds_out += e->body->n_fds;
+                        }
+                }
+                fds_refused = false;
                 c->stats.bytes_out += (uint64_t)n;
                 c->broker->stats.bytes_out += (uint64_t)n;
                 while (n > 0) {
@@ -331,7 +432,18 @@ static ssize_t parse(Connection *c, const uint8_t *buf, size_t len) {
                 }
                 if (len - off < h.size)
                         break;
-                r = protocol_handle(c, &h, buf + off);
+                /* A frame's fds come with its first byte or earlier. */
+                if (h.n_fds > c->fdq_len) {
+                        connection_error(c, WIRE_E_FDS, h.kind, h.corr, true,
+                                         "frame declares %u file descriptors but %zu arrived with it",
+                                         h.n_fds, c->fdq_len);
+                        break;
+                }
+                r = protocol_handle(c, &h, buf + off, c->fdq);
+                /* protocol_handle took the frame's fds, whatever it returned. */
+                c->fdq_len -= h.n_fds;
+                if (c->fdq_len > 0 && h.n_fds > 0)
+                        memmove(c->fdq, c->fdq + h.n_fds, c->fdq_len * sizeof(int));
                 if (r < 0)
                         return r;
                 off += h.size;
@@ -363,23 +475,54 @@ static int in_reserve(Connection *c, const uint8_t *start, size_t have) {
         return 0;
 }
 
-/* Closes every fd in @msg's control data; returns how many there were. */
-static size_t close_passed_fds(struct msghdr *msg) {
+/* Moves every fd in @msg's control data to the connection's fd queue (or
+ * closes it when the queue cannot grow). Returns how many arrived. */
+static size_t take_passed_fds(Connection *c, struct msghdr *msg) {
         struct cmsghdr *cm;
         size_t n = 0;
 
         for (cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
-                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
-                        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int), i;
-                        for (i = 0; i < k; i++) {
-                                int fd;
-                                memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-                                safe_close(fd);
+                size_t k, i;
+                if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                        continue;
+                k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                if (c->fdq_len + k > c->fdq_cap) {
+                        size_t cap = c->fdq_len + k;
+                        int *q = realloc(c->fdq, cap * sizeof(int));
+                        if (q) {
+                                c->fdq = q;
+                                c->fdq_cap = cap;
                         }
-                        n += k;
                 }
+                for (i = 0; i < k; i++) {
+                        int fd;
+                        memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+                        if (c->fdq_len < c->fdq_cap)
+                                c->fdq[c->fdq_len++] = fd;
+                        else
+                                safe_close(fd); /* out of memory: the frame will miss it */
+                }
+                n += k;
         }
         return n;
+}
+
+/* After a batch of frames: fds nobody can claim are a protocol error. */
+static void check_unclaimed_fds(Connection *c) {
+        size_t allowed;
+
+        if (c->closing || c->fdq_len == 0)
+                return;
+        if (c->in_len == 0)
+                allowed = 0; /* at a frame boundary */
+        else if (c->in_len >= WIRE_HEADER_SIZE)
+                allowed = c->in[WIRE_OFF_N_FDS]; /* the pending frame's */
+        else
+                allowed = c->broker->limits.max_fds;
+        if (c->fdq_len > allowed)
+                connection_error(c, WIRE_E_FDS, 0, 0, true,
+                                 "%zu file descriptors arrived that no frame declares",
+                                 c->fdq_len - allowed);
 }
 
 static void on_read(evutil_socket_t fd, short what, void *userdata) {
@@ -415,9 +558,11 @@ static void on_read(evutil_socket_t fd, short what, void *userdata) {
                 broker_drop_connection(b, c, "read error");
                 goto flush;
         }
-        if (close_passed_fds(&msg) > 0 || (msg.msg_flags & MSG_CTRUNC)) {
-                connection_error(c, WIRE_E_UNSUPPORTED, 0, 0, true,
-                                 "file descriptors are not supported by this broker version");
+        c->stats.fds_in += take_passed_fds(c, &msg);
+        if (msg.msg_flags & MSG_CTRUNC) {
+                connection_error(c, WIRE_E_FDS, 0, 0, true,
+                                 "file descriptors were truncated: at most %d per sendmsg",
+                                 WIRE_MAX_FDS_PER_SENDMSG);
                 goto flush;
         }
         if (n == 0) {
@@ -464,6 +609,7 @@ static void on_read(evutil_socket_t fd, short what, void *userdata) {
                         c->in_len = left;
                 }
         }
+        check_unclaimed_fds(c);
 flush:
         /* Write everything this batch queued, for every connection, in as
          * few system calls as the queues allow. @c may be gone after this. */

@@ -21,14 +21,24 @@ struct event;
 
 /* A refcounted, immutable byte block shared by every output queue that
  * carries it: a published message's topic and payload are stored once,
- * however many recipients it has. */
+ * however many recipients it has. The same goes for the file descriptors
+ * that came with it: the broker holds each once, every recipient gets its
+ * own copy from the kernel, and they are closed with the last reference. */
 typedef struct Body {
         uint32_t n_refs;
         uint32_t len;
+        uint16_t n_fds;
+        int *fds;          /* n_fds fds in this allocation, owned */
+        size_t *held_fds;  /* the broker's count of fds held in bodies */
         uint8_t data[];
 } Body;
 
-Body *body_new(size_t len);
+/* A body of @len bytes that takes ownership of @fds (n_fds of them, counted
+ * in *held_fds), even when it fails (then it closes them). */
+Body *body_new_with_fds(size_t len, const int *fds, size_t n_fds, size_t *held_fds);
+static inline Body *body_new(size_t len) {
+        return body_new_with_fds(len, NULL, 0, NULL);
+}
 static inline Body *body_ref(Body *b) {
         if (b)
                 b->n_refs++;
@@ -44,6 +54,7 @@ Body *body_unref(Body *b);
 typedef struct OutEntry {
         Body *body;
         uint32_t sent; /* bytes of hdr+body already written */
+        bool fds_sent; /* the body's fds went with an earlier sendmsg */
         uint16_t hdr_len;
         uint8_t hdr[OUT_HDR_MAX];
 } OutEntry;
@@ -54,6 +65,8 @@ typedef struct ConnectionStats {
         uint64_t bytes_in;   /* bytes received */
         uint64_t bytes_out;  /* bytes written */
         uint64_t drops;      /* deliveries dropped for a full queue */
+        uint64_t fds_in;     /* file descriptors received */
+        uint64_t fds_out;    /* file descriptors passed on */
 } ConnectionStats;
 
 typedef struct Connection {
@@ -85,6 +98,11 @@ typedef struct Connection {
         OutEntry *out;
         size_t out_head, out_count, out_cap;
         size_t out_bytes;
+        size_t out_fds; /* fds referenced by queued entries */
+
+        /* Received fds not yet claimed by a frame, in arrival order. */
+        int *fdq;
+        size_t fdq_len, fdq_cap;
 
         Subscription **subs;
         size_t n_subs, cap_subs;
@@ -101,9 +119,9 @@ Connection *connection_free(Connection *c);
 
 /*
  * Queues a frame: @hdr_len bytes of header+meta (copied) and an optional
- * body (a reference is taken). A delivery (@droppable) is refused with
- * -ENOBUFS when it would push the queue over the broker's per-connection
- * limit; a control frame is queued anyway up to twice the limit, and past
+ * body (a reference is taken; its fds go with the frame). A delivery
+ * (@droppable) is refused with -ENOBUFS when it would push the queue over the
+ * broker's per-connection limits (bytes, fds); a control frame is queued anyway up to twice the limit, and past
  * that -ENOBUFS tells the caller to drop the connection. Schedules a flush.
  */
 int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *body,

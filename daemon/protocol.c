@@ -7,6 +7,7 @@
 
 #include "broker.h"
 #include "connection.h"
+#include "memfd.h"
 #include "protocol.h"
 #include "router.h"
 #include "topicname.h"
@@ -44,10 +45,10 @@ static int handle_hello(Connection *c, const WireHeader *h, const uint8_t *meta,
                 .client_id = c->id,
                 .max_payload = b->limits.max_payload,
                 .max_topic_len = b->limits.max_topic_len,
-                .max_fds = 0, /* no fds in this version */
+                .max_fds = b->limits.max_fds,
                 .max_subscriptions = b->config.max_subscriptions,
                 .max_types_per_sub = WIRE_MAX_TYPES_PER_SUB,
-                .max_bulk_size = 0,
+                .max_bulk_size = b->config.max_bulk_size,
                 .out_queue_bytes = b->config.out_queue_bytes,
         };
         wire_welcome_encode(out, &w);
@@ -184,9 +185,17 @@ static void deliver(Subscription *s, void *userdata) {
         }
 }
 
-static int handle_publish(Connection *c, const WireHeader *h, const char *topic,
-                          const uint8_t *payload) {
+static void close_fds(const int *fds, size_t n) {
+        size_t i;
+        for (i = 0; i < n; i++)
+                safe_close(fds[i]);
+}
+
+/* Takes ownership of @fds (h->n_fds of them). */
+static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *meta,
+                          const char *topic, const int *fds) {
         Broker *b = c->broker;
+        uint64_t bulk_size = 0;
         WireDelivery d;
         WireHeader mh;
         TopicCheck tc;
@@ -197,17 +206,41 @@ static int handle_publish(Connection *c, const WireHeader *h, const char *topic,
         if (tc != TOPIC_OK) {
                 connection_error(c, WIRE_E_BAD_TOPIC, h->kind, h->corr, true,
                                  "invalid topic name: %s", topic_check_str(tc));
-                return 0;
+                goto refuse;
+        }
+        if (h->flags & WIRE_F_BULK) {
+                MemfdCheck mc;
+
+                if (h->payload_len != 0) {
+                        connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
+                                         "a bulk PUBLISH carries its payload in the memfd: payload length must be 0");
+                        goto refuse;
+                }
+                bulk_size = le64_read(meta);
+                /* Checked without mapping or reading it: the cost does not
+                 * depend on its size. */
+                mc = memfd_check(fds[0], bulk_size, b->config.max_bulk_size);
+                if (mc != MEMFD_OK) {
+                        connection_error(c, WIRE_E_BULK, h->kind, h->corr, false, "%s",
+                                         memfd_check_str(mc));
+                        goto refuse;
+                }
         }
         if (topic[0] == '$') {
                 connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
                                  "topics starting with '$' belong to the broker");
-                return 0;
+                goto refuse;
         }
         if (h->flags & WIRE_F_RETAIN) {
                 connection_error(c, WIRE_E_UNSUPPORTED, h->kind, h->corr, false,
                                  "retained messages are not supported by this broker version");
-                return 0;
+                goto refuse;
+        }
+        if (h->n_fds > 0 && b->held_fds + h->n_fds > b->fd_budget) {
+                connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
+                                 "the broker holds %zu file descriptors, its limit is %zu",
+                                 b->held_fds, b->fd_budget);
+                goto refuse;
         }
         f.topic = router_topic(b->router, topic, h->topic_len, true, b->config.max_topics, &r);
         if (!f.topic) {
@@ -218,14 +251,16 @@ static int handle_publish(Connection *c, const WireHeader *h, const char *topic,
                 else
                         connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false,
                                          "out of memory");
-                return 0;
+                goto refuse;
         }
         /* Topic and payload sit next to each other in the frame and in the
-         * MESSAGE frame: one copy into a shared body serves every recipient. */
-        f.body = body_new((size_t)h->topic_len + h->payload_len);
+         * MESSAGE frame: one copy into a shared body serves every recipient,
+         * and so do the fds, held once. */
+        f.body = body_new_with_fds((size_t)h->topic_len + h->payload_len, fds, h->n_fds,
+                                   &b->held_fds);
         if (!f.body) {
                 connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false, "out of memory");
-                return 0;
+                return 0; /* body_new_with_fds closed the fds */
         }
         memcpy(f.body->data, topic, f.body->len);
 
@@ -238,9 +273,11 @@ static int handle_publish(Connection *c, const WireHeader *h, const char *topic,
                 .size = WIRE_HEADER_SIZE + WIRE_META_MESSAGE + f.body->len,
                 .version = WIRE_VERSION,
                 .kind = WIRE_MESSAGE,
+                .flags = h->flags & WIRE_F_BULK,
                 .type = h->type,
                 .payload_len = h->payload_len,
                 .topic_len = h->topic_len,
+                .n_fds = h->n_fds,
                 .meta_len = WIRE_META_MESSAGE,
         };
         d = (WireDelivery){
@@ -248,6 +285,7 @@ static int handle_publish(Connection *c, const WireHeader *h, const char *topic,
                 .sender_uid = (uint32_t)c->uid,
                 .sender_gid = (uint32_t)c->gid,
                 .seq = f.topic->seq,
+                .bulk_size = bulk_size,
         };
         wire_header_encode(f.hdr, &mh);
         wire_delivery_encode(f.hdr + WIRE_HEADER_SIZE, &d);
@@ -256,8 +294,22 @@ static int handle_publish(Connection *c, const WireHeader *h, const char *topic,
 
         if (h->flags & WIRE_F_ACK)
                 return send_ack(c, h->corr);
-        (void)payload;
         return 0;
+refuse:
+        close_fds(fds, h->n_fds);
+        return 0;
+}
+
+/* What the answer to a frame's queueing means for the connection. */
+static int answer_result(Connection *c, const WireHeader *h, int r) {
+        /* A control answer that cannot be queued means the client floods us
+         * with requests and never reads the answers. */
+        if (r == -ENOBUFS) {
+                connection_error(c, WIRE_E_SLOW_CONSUMER, h->kind, h->corr, true,
+                                 "output queue full: the client does not read its answers");
+                return 0;
+        }
+        return r == -ECONNABORTED ? 0 : r;
 }
 
 static int handle_admin(Connection *c, const WireHeader *h, const char *cmd) {
@@ -280,22 +332,23 @@ static int handle_admin(Connection *c, const WireHeader *h, const char *cmd) {
         return 0;
 }
 
-int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame) {
+int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame, const int *fds) {
         const uint8_t *meta = frame + WIRE_HEADER_SIZE;
         const char *topic = (const char *)meta + h->meta_len;
         const uint8_t *payload = (const uint8_t *)topic + h->topic_len;
         int r = 0;
 
-        if (h->n_fds > 0) {
-                connection_error(c, WIRE_E_UNSUPPORTED, h->kind, h->corr, true,
-                                 "file descriptors are not supported by this broker version");
-                return 0;
-        }
         if (!c->welcomed && h->kind != WIRE_HELLO) {
                 connection_error(c, WIRE_E_HANDSHAKE, h->kind, h->corr, true,
                                  "the first frame must be HELLO, not %s", wire_kind_name(h->kind));
+                close_fds(fds, h->n_fds);
                 return 0;
         }
+        if (h->kind == WIRE_PUBLISH)
+                return answer_result(c, h, handle_publish(c, h, meta, topic, fds));
+        /* Only PUBLISH uses fds in this version; the header check let the
+         * others through only for the kinds reserved for them. */
+        close_fds(fds, h->n_fds);
 
         switch (h->kind) {
         case WIRE_HELLO:
@@ -306,9 +359,6 @@ int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame) {
                 break;
         case WIRE_UNSUBSCRIBE:
                 r = handle_unsubscribe(c, h, meta);
-                break;
-        case WIRE_PUBLISH:
-                r = handle_publish(c, h, topic, payload);
                 break;
         case WIRE_PING:
                 r = connection_send(c, WIRE_PONG, 0, 0, h->corr, NULL, 0, NULL, 0, payload,
@@ -331,12 +381,5 @@ int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame) {
                                  wire_kind_name(h->kind));
                 break;
         }
-        /* A control answer that cannot be queued means the client floods us
-         * with requests and never reads the answers. */
-        if (r == -ENOBUFS) {
-                connection_error(c, WIRE_E_SLOW_CONSUMER, h->kind, h->corr, true,
-                                 "output queue full: the client does not read its answers");
-                return 0;
-        }
-        return r == -ECONNABORTED ? 0 : r;
+        return answer_result(c, h, r);
 }

@@ -14,8 +14,10 @@
 #include "wire.h"
 
 /*
- * Handles @h with its @frame bytes (h->size of them, header included) from
- * @c. Returns 0, or a negative errno when @c must be dropped at once
- * (nothing could be queued for it).
+ * Handles @h with its @frame bytes (h->size of them, header included) and
+ * its h->n_fds file descriptors @fds from @c. Takes ownership of the fds on
+ * every path: they end up in a message body or closed. Returns 0, or a
+ * negative errno when @c must be dropped at once (nothing could be queued
+ * for it).
  */
-int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame);
+int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame, const int *fds);

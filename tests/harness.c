@@ -174,6 +174,17 @@ void tb_stop(TestBroker *b) {
         rmdir(b->dir);
 }
 
+void tb_kill(TestBroker *b) {
+        if (b->pid <= 0)
+                return;
+        kill(b->pid, SIGKILL);
+        waitpid(b->pid, NULL, 0);
+        b->pid = 0;
+        unlink(b->sock);
+        unlink(b->log);
+        rmdir(b->dir);
+}
+
 int tb_fd_count(const TestBroker *b) {
         char path[64];
         struct dirent *de;
@@ -214,6 +225,10 @@ long tb_rss_kib(const TestBroker *b) {
 }
 
 void raw_frame_free(RawFrame *f) {
+        size_t i;
+        for (i = 0; i < f->n_fds; i++)
+                if (f->fds[i] >= 0)
+                        close(f->fds[i]);
         free(f->buf);
         free(f->topic);
         memset(f, 0, sizeof(*f));
@@ -252,21 +267,61 @@ void raw_send(int fd, uint8_t kind, uint16_t flags, uint32_t type, uint64_t corr
         free(buf);
 }
 
+/* The fds received on each test socket, in arrival order, until a frame
+ * claims them (the receiver side of the protocol's fd rule). */
+static struct {
+        int sock;
+        int fds[1024];
+        size_t n;
+} fdq[64];
+
+static size_t fdq_slot(int sock) {
+        size_t i, free_slot = ARRAY_SIZE(fdq);
+        for (i = 0; i < ARRAY_SIZE(fdq); i++) {
+                if (fdq[i].n > 0 && fdq[i].sock == sock)
+                        return i;
+                if (fdq[i].n == 0 && free_slot == ARRAY_SIZE(fdq))
+                        free_slot = i;
+        }
+        cr_assert(free_slot < ARRAY_SIZE(fdq), "too many sockets with pending fds");
+        fdq[free_slot].sock = sock;
+        return free_slot;
+}
+
 /* Reads exactly @len bytes before @deadline; 1, 0 on EOF, -ETIMEDOUT. */
 static int read_full(int fd, uint8_t *buf, size_t len, long deadline) {
         while (len > 0) {
+                union {
+                        struct cmsghdr align;
+                        char buf[CMSG_SPACE(sizeof(int) * 253)];
+                } ctrl;
+                struct iovec iov = { buf, len };
+                struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+                                      .msg_control = ctrl.buf, .msg_controllen = sizeof(ctrl.buf) };
                 struct pollfd p = { .fd = fd, .events = POLLIN };
                 long left = deadline - now_ms();
+                struct cmsghdr *cm;
                 ssize_t n;
 
                 if (left <= 0 || poll(&p, 1, (int)left) == 0)
                         return -ETIMEDOUT;
-                n = recv(fd, buf, len, 0);
+                n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0 && errno == ECONNRESET)
                         return 0;
-                cr_assert(n >= 0, "recv: %s", strerror(errno));
+                cr_assert(n >= 0, "recvmsg: %s", strerror(errno));
+                cr_assert(!(msg.msg_flags & MSG_CTRUNC), "control data truncated");
+                for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+                        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int), i, slot;
+                        if (cm->cmsg_type != SCM_RIGHTS)
+                                continue;
+                        slot = fdq_slot(fd);
+                        cr_assert(fdq[slot].n + k <= ARRAY_SIZE(fdq[slot].fds));
+                        for (i = 0; i < k; i++)
+                                memcpy(&fdq[slot].fds[fdq[slot].n++], CMSG_DATA(cm) + i * sizeof(int),
+                                       sizeof(int));
+                }
                 if (n == 0)
                         return 0;
                 buf += n;
@@ -297,7 +352,49 @@ int raw_read(int fd, RawFrame *f, int timeout_ms) {
         cr_assert(f->topic);
         memcpy(f->topic, f->buf + f->h.meta_len, f->h.topic_len);
         f->payload = f->buf + f->h.meta_len + f->h.topic_len;
+        if (f->h.n_fds > 0) {
+                size_t slot = fdq_slot(fd), i;
+                cr_assert(fdq[slot].n >= f->h.n_fds, "frame declares %u fds, %zu arrived",
+                          f->h.n_fds, fdq[slot].n);
+                for (i = 0; i < f->h.n_fds; i++)
+                        f->fds[i] = fdq[slot].fds[i];
+                f->n_fds = f->h.n_fds;
+                fdq[slot].n -= f->h.n_fds;
+                memmove(fdq[slot].fds, fdq[slot].fds + f->h.n_fds, fdq[slot].n * sizeof(int));
+        }
         return 1;
+}
+
+size_t raw_pending_fds(int fd) {
+        size_t i;
+        for (i = 0; i < ARRAY_SIZE(fdq); i++)
+                if (fdq[i].n > 0 && fdq[i].sock == fd)
+                        return fdq[i].n;
+        return 0;
+}
+
+void raw_send_fds(int fd, const void *buf, size_t len, const int *fds, size_t n_fds) {
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int) * 253)];
+        } ctrl;
+        struct iovec iov = { (void *)buf, len };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+        struct cmsghdr *cm;
+        ssize_t n;
+
+        cr_assert(n_fds > 0 && n_fds <= 253);
+        msg.msg_control = ctrl.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+        cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * n_fds);
+        n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        cr_assert(n > 0, "sendmsg: %s", strerror(errno));
+        if ((size_t)n < len)
+                raw_write(fd, (const uint8_t *)buf + n, len - (size_t)n);
 }
 
 void raw_expect(int fd, uint8_t kind, RawFrame *f) {

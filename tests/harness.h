@@ -36,6 +36,9 @@ int tb_run(const char *const *args);
 /* SIGTERM; asserts a clean exit (status 0: under valgrind, no errors or
  * leaks) and that the socket file is gone; removes the directory. */
 void tb_stop(TestBroker *b);
+/* Kills a broker that is still running, without checks: for cleanup after a
+ * failed test (criterion ignores assertions in .fini). */
+void tb_kill(TestBroker *b);
 /* Open fds of the broker process. */
 int tb_fd_count(const TestBroker *b);
 /* Waits up to 5 s for the broker's fd count to fall to @want; returns the
@@ -54,6 +57,8 @@ typedef struct RawFrame {
         char *topic; /* NUL terminated */
         uint8_t *payload;
         uint8_t *buf; /* owns meta and payload; topic is its own allocation */
+        int fds[WIRE_MAX_FDS_PER_SENDMSG]; /* owned; set an entry to -1 to keep it */
+        size_t n_fds;
 } RawFrame;
 
 void raw_frame_free(RawFrame *f);
@@ -68,7 +73,12 @@ void raw_write(int fd, const void *buf, size_t len);
 void raw_send(int fd, uint8_t kind, uint16_t flags, uint32_t type, uint64_t corr,
               const void *meta, size_t meta_len, const char *topic, const void *payload,
               size_t payload_len);
-/* Reads one frame; 1 on success, 0 on EOF/reset, -ETIMEDOUT. */
+/* Sends @len bytes with @fds attached to the first byte (one sendmsg). */
+void raw_send_fds(int fd, const void *buf, size_t len, const int *fds, size_t n_fds);
+/* Fds received on @fd that no frame has claimed yet. */
+size_t raw_pending_fds(int fd);
+/* Reads one frame and the fds it declares; 1 on success, 0 on EOF/reset,
+ * -ETIMEDOUT. */
 int raw_read(int fd, RawFrame *f, int timeout_ms);
 /* Reads the next frame and asserts it is of @kind. */
 void raw_expect(int fd, uint8_t kind, RawFrame *f);

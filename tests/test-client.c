@@ -40,6 +40,12 @@ static void stop(void) {
         tb_stop(&tb);
 }
 
+/* Criterion ignores failures in .fini: the checks are in stop(), called at
+ * the end of each test; this only cleans up after a test that failed. */
+static void cleanup(void) {
+        tb_kill(&tb);
+}
+
 typedef struct Seen {
         int n;
         char topic[64];
@@ -84,7 +90,7 @@ static ipcd_client *client(const char *name) {
                 cr_assert(cond, "timed out waiting for " #cond);               \
         } while (0)
 
-TestSuite(client, .init = start, .fini = stop, .timeout = 60);
+TestSuite(client, .init = start, .fini = cleanup, .timeout = 60);
 
 Test(client, publish_subscribe_and_accessors) {
         ipcd_client *sub = client("sub"), *pub = client("pub");
@@ -108,6 +114,7 @@ Test(client, publish_subscribe_and_accessors) {
         cr_assert(ipcd_client_get_max_payload(pub) >= 65536);
         ipcd_client_unref(sub);
         ipcd_client_unref(pub);
+        stop();
 }
 
 Test(client, every_matching_handler_runs_once) {
@@ -128,6 +135,7 @@ Test(client, every_matching_handler_runs_once) {
         cr_assert(eq(int, b.n, 1));
         cr_assert(eq(int, other.n, 0));
         ipcd_client_unref(c);
+        stop();
 }
 
 Test(client, batched_publishes_arrive_in_order) {
@@ -148,6 +156,7 @@ Test(client, batched_publishes_arrive_in_order) {
         cr_assert(eq(u64, seen.seq, 5000));
         ipcd_client_unref(sub);
         ipcd_client_unref(pub);
+        stop();
 }
 
 Test(client, local_validation_and_broker_errors) {
@@ -165,6 +174,7 @@ Test(client, local_validation_and_broker_errors) {
         cr_assert(eq(int, ipcd_client_unsubscribe(c, 12345), -ENOENT));
         cr_assert(eq(int, ipcd_client_sync(c), 0));
         ipcd_client_unref(c);
+        stop();
 }
 
 Test(client, unsubscribe_stops_delivery) {
@@ -181,6 +191,7 @@ Test(client, unsubscribe_stops_delivery) {
         cr_assert(eq(int, ipcd_client_wait(c, 100), 0));
         cr_assert(eq(int, seen.n, 1));
         ipcd_client_unref(c);
+        stop();
 }
 
 Test(client, admin_status) {
@@ -195,6 +206,7 @@ Test(client, admin_status) {
         free(json);
         cr_assert(eq(int, ipcd_client_admin(c, "nonsense", &json, &len), -EINVAL));
         ipcd_client_unref(c);
+        stop();
 }
 
 Test(client, loop_neutral_poll) {
@@ -216,6 +228,7 @@ Test(client, loop_neutral_poll) {
         cr_assert(eq(str, seen.data, "via poll"));
         ipcd_client_unref(sub);
         ipcd_client_unref(pub);
+        stop();
 }
 
 Test(client, connect_errors_and_socket_from_environment) {
@@ -229,6 +242,7 @@ Test(client, connect_errors_and_socket_from_environment) {
         cr_assert(eq(int, ipcd_client_new(&c, NULL, "env"), 0));
         ipcd_client_unref(c);
         unsetenv("IPCD_SOCKET");
+        stop();
 }
 
 Test(client, broker_going_away) {
@@ -242,6 +256,7 @@ Test(client, broker_going_away) {
         cr_assert(eq(int, ipcd_client_publish(c, "t", 1, "x", 1, 0), -ENOTCONN));
         ipcd_client_unref(c);
         tb_start(&tb, NULL); /* for the fixture's stop */
+        stop();
 }
 
 /* ---- ipcctl ---- */
@@ -293,7 +308,7 @@ static int ipcctl(const char *const *args, const char *input, char *out, size_t 
         return WEXITSTATUS(status);
 }
 
-Test(ipcctl, sub_json_receives_pub_with_sender, .init = start, .fini = stop, .timeout = 60) {
+Test(ipcctl, sub_json_receives_pub_with_sender, .init = start, .fini = cleanup, .timeout = 60) {
         const char *subargs[] = { "sub", "sensors/#", "--json", "--count", "1", "--timeout", "20",
                                   NULL };
         const char *pubargs[] = { "pub", "sensors/cpu0/temp", "42", "--type", "7", NULL };
@@ -349,9 +364,10 @@ Test(ipcctl, sub_json_receives_pub_with_sender, .init = start, .fini = stop, .ti
         /* One object, one line. */
         cr_assert(eq(int, (int)(strchr(out, '\n') - out), (int)strlen(out) - 1));
         (void)pubout;
+        stop();
 }
 
-Test(ipcctl, exit_codes, .init = start, .fini = stop, .timeout = 60) {
+Test(ipcctl, exit_codes, .init = start, .fini = cleanup, .timeout = 60) {
         const char *timeout[] = { "sub", "quiet/#", "--timeout", "1", NULL };
         const char *status[] = { "status", "--json", NULL };
         const char *human[] = { "status", NULL };
@@ -373,9 +389,10 @@ Test(ipcctl, exit_codes, .init = start, .fini = stop, .timeout = 60) {
         tb_stop(&tb);
         cr_assert(eq(int, ipcctl(human, NULL, out, sizeof(out)), 3));
         tb_start(&tb, NULL);
+        stop();
 }
 
-Test(ipcctl, binary_payload_is_base64, .init = start, .fini = stop, .timeout = 60) {
+Test(ipcctl, binary_payload_is_base64, .init = start, .fini = cleanup, .timeout = 60) {
         const char *subargs[] = { "sub", "bin", "--json", "--count", "1", "--timeout", "20", NULL };
         ipcd_client *pub;
         char out[4096];
@@ -409,4 +426,5 @@ Test(ipcctl, binary_payload_is_base64, .init = start, .fini = stop, .timeout = 6
         cr_assert(waitpid(sub, &status, 0) == sub);
         cr_assert(exited_with(status, 0));
         cr_assert(strstr(out, "\"payload_base64\":\"AP8B\"") != NULL, "%s", out);
+        stop();
 }
