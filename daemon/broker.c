@@ -23,6 +23,11 @@ void broker_config_defaults(BrokerConfig *cfg) {
                 .max_subscriptions = 1024,
                 .out_queue_bytes = 8u << 20,
                 .queue_fds = 256,
+                .queue_messages = 65536,
+                .user_queue_bytes = 64u << 20,
+                .user_fds = 1024,
+                .max_connections_per_user = 1024,
+                .overflow = OVERFLOW_DROP_NEW,
                 .max_fds_per_msg = WIRE_DEFAULT_MAX_FDS,
                 .max_bulk_size = WIRE_DEFAULT_MAX_BULK,
                 .max_topics = 65536,
@@ -125,32 +130,88 @@ Broker *broker_free(Broker *b) {
         return NULL;
 }
 
+UserAcct *broker_user_get(Broker *b, uid_t uid) {
+        UserAcct *u;
+
+        for (u = b->users; u; u = u->next)
+                if (u->uid == uid)
+                        break;
+        if (!u) {
+                u = calloc(1, sizeof(*u));
+                if (!u)
+                        return NULL;
+                u->uid = uid;
+                u->next = b->users;
+                b->users = u;
+        }
+        u->n_conns++;
+        return u;
+}
+
+void broker_user_put(Broker *b, UserAcct *u) {
+        UserAcct **p;
+
+        if (--u->n_conns > 0)
+                return;
+        if (u->queued_bytes != 0 || u->queued_fds != 0) {
+                /* The totals are kept incrementally: this is a bug. */
+                log_error("Internal error: uid %d left with %zu bytes and %zu fds charged",
+                          (int)u->uid, u->queued_bytes, u->queued_fds);
+                b->stats.internal_errors++;
+        }
+        for (p = &b->users; *p; p = &(*p)->next)
+                if (*p == u) {
+                        *p = u->next;
+                        break;
+                }
+        free(u);
+}
+
+/* Says why before closing: the client has not sent HELLO, but an ERROR frame
+ * is the one thing every client understands. */
+static void refuse(Broker *b, int fd, const char *text) {
+        uint8_t frame[WIRE_HEADER_SIZE + WIRE_META_ERROR + 128], meta[WIRE_META_ERROR];
+        size_t n;
+
+        wire_error_meta_encode(meta, WIRE_E_LIMIT, 0);
+        n = wire_frame_encode(frame, sizeof(frame), WIRE_ERROR, WIRE_F_FATAL, 0, 0, 0, meta,
+                              sizeof(meta), NULL, 0, text, strlen(text));
+        if (n > 0 && send(fd, frame, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+                log_debug_errno(errno, "Failed to tell a refused client why: %m");
+        safe_close(fd);
+        b->stats.connections_refused++;
+}
+
 void broker_accept(Broker *b, int fd, pid_t pid, uid_t uid, gid_t gid) {
         Connection *c;
+        UserAcct *u;
         int r;
 
         if (b->n_conns >= b->config.max_connections) {
-                /* Say why before closing: the client has not sent HELLO, but
-                 * an ERROR frame is the one thing every client understands. */
-                static const char text[] = "the broker has reached its connection limit";
-                uint8_t frame[WIRE_HEADER_SIZE + WIRE_META_ERROR + sizeof(text)], meta[WIRE_META_ERROR];
-                size_t n;
-                wire_error_meta_encode(meta, WIRE_E_LIMIT, 0);
-                n = wire_frame_encode(frame, sizeof(frame), WIRE_ERROR, WIRE_F_FATAL, 0, 0, 0, meta,
-                                      sizeof(meta), NULL, 0, text, sizeof(text) - 1);
-                if (send(fd, frame, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-                        log_debug_errno(errno, "Failed to tell a refused client why: %m");
-                safe_close(fd);
-                b->stats.connections_refused++;
+                refuse(b, fd, "the broker has reached its connection limit");
                 log_warning("Connection limit (%zu) reached, refused a client (pid %d, uid %d)",
                             b->config.max_connections, (int)pid, (int)uid);
                 return;
         }
+        u = broker_user_get(b, uid);
+        if (!u) {
+                refuse(b, fd, "the broker is out of memory");
+                return;
+        }
+        if (u->n_conns > b->config.max_connections_per_user) {
+                broker_user_put(b, u);
+                refuse(b, fd, "this user has reached its connection limit");
+                log_warning("Connection limit per user (%u) reached, refused a client (pid %d, uid %d)",
+                            b->config.max_connections_per_user, (int)pid, (int)uid);
+                return;
+        }
         r = connection_new(&c, b, fd, b->next_id, pid, uid, gid);
         if (r < 0) {
+                broker_user_put(b, u);
                 log_warning_errno(r, "Failed to set up a connection, closing it: %m");
                 return;
         }
+        c->user = u;
         /* Ids are never 0 and are not reused for a long time. */
         if (++b->next_id == 0)
                 b->next_id = 1;
@@ -240,6 +301,13 @@ char *broker_status_json(Broker *b, size_t *ret_len) {
         size_t len = 0;
         FILE *f;
 
+        size_t queued_bytes = 0, queued_fds = 0;
+        UserAcct *u;
+
+        for (u = b->users; u; u = u->next) {
+                queued_bytes += u->queued_bytes;
+                queued_fds += u->queued_fds;
+        }
         f = open_memstream(&buf, &len);
         if (!f)
                 return NULL;
@@ -253,13 +321,15 @@ char *broker_status_json(Broker *b, size_t *ret_len) {
                 ",\"clients\":%zu,\"topics\":%zu,\"subscriptions\":%zu"
                 ",\"messages_in\":%llu,\"messages_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu"
                 ",\"drops\":%llu,\"errors\":%llu,\"connections_total\":%llu"
-                ",\"connections_refused\":%llu,\"fds_held\":%zu,\"fd_budget\":%zu}",
+                ",\"connections_refused\":%llu,\"fds_held\":%zu,\"fd_budget\":%zu"
+                ",\"queued_bytes\":%zu,\"queued_fds\":%zu,\"internal_errors\":%llu}",
                 b->n_conns, router_n_topics(b->router), router_n_subscriptions(b->router),
                 (unsigned long long)b->stats.msgs_in, (unsigned long long)b->stats.msgs_out,
                 (unsigned long long)b->stats.bytes_in, (unsigned long long)b->stats.bytes_out,
                 (unsigned long long)b->stats.drops, (unsigned long long)b->stats.errors,
                 (unsigned long long)b->stats.connections_total,
-                (unsigned long long)b->stats.connections_refused, b->held_fds, b->fd_budget);
+                (unsigned long long)b->stats.connections_refused, b->held_fds, b->fd_budget,
+                queued_bytes, queued_fds, (unsigned long long)b->stats.internal_errors);
         if (fclose(f) != 0) {
                 free(buf);
                 return NULL;

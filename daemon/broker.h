@@ -28,6 +28,11 @@ typedef struct BrokerConfig {
         uint32_t max_subscriptions; /* per connection */
         size_t out_queue_bytes;    /* per connection */
         uint32_t queue_fds;        /* fds queued toward one connection */
+        uint32_t queue_messages;   /* deliveries queued toward one connection */
+        size_t user_queue_bytes;   /* all connections of one uid */
+        uint32_t user_fds;
+        uint32_t max_connections_per_user;
+        OverflowPolicy overflow;   /* where no topic rule says otherwise */
         uint8_t max_fds_per_msg;
         uint64_t max_bulk_size;
         size_t max_topics;
@@ -46,6 +51,7 @@ typedef struct BrokerStats {
         uint64_t errors;          /* ERROR frames sent */
         uint64_t connections_total;
         uint64_t connections_refused;
+        uint64_t internal_errors;  /* bugs caught by a consistency check */
 } BrokerStats;
 
 /* Size of the shared receive buffer: one recvmsg takes up to this much. */
@@ -61,6 +67,7 @@ struct Broker {
         size_t n_conns;
         uint32_t next_id;
         Connection *flush_list;
+        UserAcct *users;
         struct event *ev_sigterm, *ev_sigint, *ev_sighup;
         struct timespec started;
         BrokerStats stats;
@@ -77,6 +84,11 @@ Broker *broker_free(Broker *b);
 /* Runs the loop until SIGTERM/SIGINT; then flushes what it can, closes every
  * connection and removes the socket. Returns 0 or a negative errno. */
 int broker_run(Broker *b);
+
+/* The accounting of @uid's connections, created on first use (NULL when
+ * out of memory); put releases a connection's hold on it. */
+UserAcct *broker_user_get(Broker *b, uid_t uid);
+void broker_user_put(Broker *b, UserAcct *u);
 
 /* Called by the listener with an accepted socket (ownership passes). */
 void broker_accept(Broker *b, int fd, pid_t pid, uid_t uid, gid_t gid);

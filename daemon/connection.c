@@ -19,6 +19,9 @@
 
 /* iovecs per sendmsg: two per queued frame (inline header, shared body). */
 #define IOV_BATCH 512
+/* How long a connection closed for an error may take to read its last
+ * frames. */
+#define CONNECTION_LINGER_SEC 2
 /* Smallest allocation for a partial frame carried over between reads. */
 #define IN_MIN_CAP (16 * 1024)
 
@@ -58,6 +61,24 @@ Body *body_unref(Body *b) {
         return NULL;
 }
 
+const char *overflow_policy_name(OverflowPolicy p) {
+        static const char *const names[_OVERFLOW_MAX] = {
+                [OVERFLOW_DROP_NEW] = "drop-new",
+                [OVERFLOW_DROP_OLD] = "drop-old",
+                [OVERFLOW_DISCONNECT] = "disconnect",
+                [OVERFLOW_BLOCK] = "block",
+        };
+        return (unsigned)p < _OVERFLOW_MAX ? names[p] : "unknown";
+}
+
+int overflow_policy_from_name(const char *s) {
+        int p;
+        for (p = 0; p < _OVERFLOW_MAX; p++)
+                if (strcmp(s, overflow_policy_name((OverflowPolicy)p)) == 0)
+                        return p;
+        return -EINVAL;
+}
+
 static size_t body_n_fds(const Body *b) {
         return b ? b->n_fds : 0;
 }
@@ -72,6 +93,7 @@ static size_t entry_charge(const OutEntry *e) {
 
 static void on_read(evutil_socket_t fd, short what, void *userdata);
 static void on_write(evutil_socket_t fd, short what, void *userdata);
+static void on_linger(evutil_socket_t fd, short what, void *userdata);
 
 int connection_new(Connection **ret, Broker *b, int fd, uint32_t id, pid_t pid, uid_t uid,
                    gid_t gid) {
@@ -117,6 +139,21 @@ Connection *connection_free(Connection *c) {
         if (!c)
                 return NULL;
         flush_list_remove(c);
+        /* Publishers waiting for this queue wait no more; and this one, if
+         * it waited, leaves its recipient's list. */
+        while (c->waiters) {
+                Connection *w = c->waiters;
+                c->waiters = w->waiter_next;
+                connection_resume(w);
+        }
+        if (c->blocked_on) {
+                Connection **p;
+                for (p = &c->blocked_on->waiters; *p; p = &(*p)->waiter_next)
+                        if (*p == c) {
+                                *p = c->waiter_next;
+                                break;
+                        }
+        }
         for (i = 0; i < c->n_subs; i++) {
                 router_remove(c->broker->router, c->subs[i]);
                 subscription_free(c->subs[i]);
@@ -124,6 +161,11 @@ Connection *connection_free(Connection *c) {
         free(c->subs);
         for (i = 0; i < c->out_count; i++)
                 body_unref(c->out[(c->out_head + i) & (c->out_cap - 1)].body);
+        if (c->user) {
+                c->user->queued_bytes -= c->out_bytes;
+                c->user->queued_fds -= c->out_fds;
+                broker_user_put(c->broker, c->user);
+        }
         free(c->out);
         free(c->in);
         for (i = 0; i < c->fdq_len; i++)
@@ -133,6 +175,8 @@ Connection *connection_free(Connection *c) {
                 event_free(c->ev_read);
         if (c->ev_write)
                 event_free(c->ev_write);
+        if (c->ev_linger)
+                event_free(c->ev_linger);
         safe_close(c->fd);
         free(c);
         return NULL;
@@ -153,21 +197,36 @@ static int out_grow(Connection *c) {
         return 0;
 }
 
-int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *body,
-                     bool droppable) {
-        size_t limit = c->broker->config.out_queue_bytes;
-        size_t charge = sizeof(OutEntry) + hdr_len + (body ? body->len : 0);
+static void charge(Connection *c, ssize_t bytes, ssize_t fds) {
+        c->out_bytes += (size_t)bytes;
+        c->out_fds += (size_t)fds;
+        if (c->user) {
+                c->user->queued_bytes += (size_t)bytes;
+                c->user->queued_fds += (size_t)fds;
+        }
+}
+
+/* Would @bytes and @fds more fit @c's queue, with every limit times
+ * @factor? */
+static bool has_room(const Connection *c, size_t bytes, size_t fds, size_t factor) {
+        const BrokerConfig *cfg = &c->broker->config;
+        const UserAcct *u = c->user;
+
+        return c->out_bytes + bytes <= factor * cfg->out_queue_bytes &&
+               c->out_msgs + 1 <= factor * cfg->queue_messages &&
+               c->out_fds + fds <= factor * cfg->queue_fds &&
+               (!u || (u->queued_bytes + bytes <= factor * cfg->user_queue_bytes &&
+                       u->queued_fds + fds <= factor * cfg->user_fds));
+}
+
+/* Appends an entry; the caller checked the limits. */
+static int queue_entry(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *body,
+                       RouterTopic *topic) {
         OutEntry *e;
         int r;
 
-        if (c->closing)
-                return -ECONNABORTED;
         if (hdr_len > OUT_HDR_MAX)
                 return -EINVAL;
-        if (c->out_bytes + charge > (droppable ? limit : 2 * limit))
-                return -ENOBUFS;
-        if (body_n_fds(body) > 0 && c->out_fds + body->n_fds > c->broker->config.queue_fds)
-                return -ENOBUFS;
         if (c->out_count == c->out_cap) {
                 r = out_grow(c);
                 if (r < 0)
@@ -177,12 +236,134 @@ int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *bo
         memcpy(e->hdr, hdr, hdr_len);
         e->hdr_len = (uint16_t)hdr_len;
         e->body = body_ref(body);
+        e->topic = topic;
         e->sent = 0;
         e->fds_sent = false;
+        e->droppable = topic != NULL;
         c->out_count++;
-        c->out_bytes += charge;
-        c->out_fds += body_n_fds(body);
+        if (e->droppable)
+                c->out_msgs++;
+        charge(c, (ssize_t)entry_charge(e), (ssize_t)body_n_fds(body));
         broker_schedule_flush(c->broker, c);
+        return 0;
+}
+
+int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *body,
+                     bool droppable) {
+        size_t limit = c->broker->config.out_queue_bytes;
+        size_t cost = sizeof(OutEntry) + hdr_len + (body ? body->len : 0);
+
+        if (c->closing)
+                return -ECONNABORTED;
+        if (c->out_bytes + cost > (droppable ? limit : 2 * limit))
+                return -ENOBUFS;
+        if (droppable && !has_room(c, cost, body_n_fds(body), 1))
+                return -ENOBUFS;
+        return queue_entry(c, hdr, hdr_len, body, NULL);
+}
+
+static void count_drop(Connection *c, RouterTopic *topic) {
+        c->stats.drops++;
+        c->broker->stats.drops++;
+        if (topic)
+                topic->n_dropped++;
+}
+
+/* Cancels the oldest delivery that has not started going out: frees its
+ * body and its share of the limits; the empty entry is skipped when the
+ * queue is written. Returns false when there is none. */
+static bool cancel_oldest(Connection *c) {
+        size_t i;
+
+        for (i = 0; i < c->out_count; i++) {
+                OutEntry *e = &c->out[(c->out_head + i) & (c->out_cap - 1)];
+                if (!e->droppable || e->sent > 0 || e->fds_sent)
+                        continue;
+                /* The entry itself stays (and stays charged) until the
+                 * queue is written past it. */
+                charge(c, -(ssize_t)entry_size(e), -(ssize_t)body_n_fds(e->body));
+                count_drop(c, e->topic);
+                e->body = body_unref(e->body);
+                e->hdr_len = 0;
+                e->droppable = false;
+                c->out_msgs--;
+                return true;
+        }
+        return false;
+}
+
+static void pause_on(Connection *from, Connection *to) {
+        if (from->paused || from == to || from->closing)
+                return;
+        from->paused = true;
+        from->blocked_on = to;
+        from->waiter_next = to->waiters;
+        to->waiters = from;
+        event_del(from->ev_read);
+        log_debug("client %u blocked until client %u reads", from->id, to->id);
+}
+
+void connection_resume(Connection *c) {
+        if (!c->paused)
+                return;
+        c->paused = false;
+        c->blocked_on = NULL;
+        c->waiter_next = NULL;
+        if (c->closing)
+                return;
+        /* Frames already read wait in c->in: have on_read parse them even
+         * if the socket has nothing new. */
+        c->resume_pending = true;
+        event_add(c->ev_read, NULL);
+        event_active(c->ev_read, EV_READ, 0);
+}
+
+int connection_deliver(Connection *to, const uint8_t *hdr, size_t hdr_len, Body *body,
+                       RouterTopic *topic, OverflowPolicy policy, Connection *from) {
+        size_t cost = sizeof(OutEntry) + hdr_len + (body ? body->len : 0);
+        size_t fds = body_n_fds(body);
+        int r;
+
+        if (to->closing)
+                return -ECONNABORTED;
+        if (!has_room(to, cost, fds, 1)) {
+                switch (policy) {
+                case OVERFLOW_DROP_OLD:
+                        while (!has_room(to, cost, fds, 1) && cancel_oldest(to))
+                                ;
+                        break;
+                case OVERFLOW_DISCONNECT:
+                        /* What it has not started to receive is dropped, so
+                         * that the ERROR saying why comes next. */
+                        while (cancel_oldest(to))
+                                ;
+                        count_drop(to, topic);
+                        connection_error(to, WIRE_E_SLOW_CONSUMER, WIRE_MESSAGE, 0, true,
+                                         "slow consumer: output queue full (%zu bytes, %zu messages, %zu fds queued)",
+                                         to->out_bytes, to->out_msgs, to->out_fds);
+                        return -ECONNABORTED;
+                case OVERFLOW_BLOCK:
+                        /* Queue it anyway, within twice the limits, and
+                         * hold the publisher back until this queue drains. */
+                        if (from && has_room(to, cost, fds, 2)) {
+                                pause_on(from, to);
+                                goto queue;
+                        }
+                        break;
+                default:
+                        break;
+                }
+                if (!has_room(to, cost, fds, 1)) {
+                        count_drop(to, topic);
+                        return -ENOBUFS;
+                }
+        }
+queue:
+        r = queue_entry(to, hdr, hdr_len, body, topic);
+        if (r < 0) {
+                count_drop(to, topic);
+                return -ENOBUFS;
+        }
         return 0;
 }
 
@@ -251,9 +432,14 @@ void connection_error(Connection *c, WireError code, unsigned ref_kind, uint64_t
                             NULL, 0, text, (size_t)n);
         c->broker->stats.errors++;
         if (fatal || r < 0) {
-                /* Read nothing more; the flush that follows closes it. */
+                /* Read nothing more; it closes once its queue (now ending
+                 * with this ERROR) is written, or after a short linger. */
+                struct timeval linger = { .tv_sec = CONNECTION_LINGER_SEC };
                 c->closing = true;
                 event_del(c->ev_read);
+                c->ev_linger = evtimer_new(c->broker->base, on_linger, c);
+                if (c->ev_linger)
+                        evtimer_add(c->ev_linger, &linger);
                 broker_schedule_flush(c->broker, c);
                 if (fatal)
                         log_info("client %u (pid %d, uid %d) disconnected: %s", c->id, (int)c->pid,
@@ -272,8 +458,9 @@ Subscription *connection_find_sub(Connection *c, uint32_t id) {
 static void out_pop(Connection *c) {
         OutEntry *e = &c->out[c->out_head];
 
-        c->out_bytes -= entry_charge(e);
-        c->out_fds -= body_n_fds(e->body);
+        charge(c, -(ssize_t)entry_charge(e), -(ssize_t)body_n_fds(e->body));
+        if (e->droppable)
+                c->out_msgs--;
         body_unref(e->body);
         e->body = NULL;
         c->out_head = (c->out_head + 1) & (c->out_cap - 1);
@@ -282,8 +469,7 @@ static void out_pop(Connection *c) {
 
 /* Drops the frame at the head of the queue, unsent. */
 static void out_drop_head(Connection *c) {
-        c->stats.drops++;
-        c->broker->stats.drops++;
+        count_drop(c, c->out[c->out_head].topic);
         out_pop(c);
 }
 
@@ -300,6 +486,11 @@ int connection_flush(Connection *c) {
                 struct msghdr msg = { .msg_iov = iov };
                 size_t n_iov = 0, n_fds = 0, n_fd_entries = 0, bytes = 0, cap = SIZE_MAX, i;
                 ssize_t n;
+
+                if (entry_size(&c->out[c->out_head]) == 0) {
+                        out_pop(c); /* cancelled by drop-old */
+                        continue;
+                }
 
                 /*
                  * The fds of a frame go with the sendmsg that carries its
@@ -361,7 +552,7 @@ int connection_flush(Connection *c) {
                         if (errno == EINTR)
                                 continue;
                         if (errno == EAGAIN) {
-                                if (!c->closing && event_add(c->ev_write, NULL) < 0)
+                                if (event_add(c->ev_write, NULL) < 0)
                                         return -ENOMEM;
                                 break;
                         }
@@ -385,7 +576,7 @@ int connection_flush(Connection *c) {
                 fds_refused = false;
                 c->stats.bytes_out += (uint64_t)n;
                 c->broker->stats.bytes_out += (uint64_t)n;
-                while (n > 0) {
+                while (n > 0 && c->out_count > 0) {
                         OutEntry *e = &c->out[c->out_head];
                         size_t left = entry_size(e) - e->sent;
                         if ((size_t)n >= left) {
@@ -397,6 +588,15 @@ int connection_flush(Connection *c) {
                         }
                 }
         }
+        /* Publishers blocked on this queue go on once it is half empty. */
+        if (c->waiters && c->out_bytes <= c->broker->config.out_queue_bytes / 2 &&
+            c->out_msgs <= c->broker->config.queue_messages / 2) {
+                while (c->waiters) {
+                        Connection *w = c->waiters;
+                        c->waiters = w->waiter_next;
+                        connection_resume(w);
+                }
+        }
         if (c->out_count == 0) {
                 event_del(c->ev_write);
                 /* An idle connection keeps no ring. */
@@ -405,10 +605,9 @@ int connection_flush(Connection *c) {
                 c->out_cap = 0;
                 c->out_head = 0;
         }
-        /* A connection with a fatal error goes now: its ERROR frame was
-         * written if the socket took it, and one that does not read gets
-         * no more of our time. */
-        if (c->closing)
+        /* A connection with a fatal error goes once its ERROR frame is
+         * written (or its linger timer runs out, or it cannot linger). */
+        if (c->closing && (c->out_count == 0 || !c->ev_linger))
                 return -ECONNABORTED;
         return 0;
 }
@@ -418,7 +617,7 @@ int connection_flush(Connection *c) {
 static ssize_t parse(Connection *c, const uint8_t *buf, size_t len) {
         size_t off = 0;
 
-        while (!c->closing && len - off >= WIRE_HEADER_SIZE) {
+        while (!c->closing && !c->paused && len - off >= WIRE_HEADER_SIZE) {
                 const char *why;
                 WireHeader h;
                 WireError e;
@@ -511,7 +710,7 @@ static size_t take_passed_fds(Connection *c, struct msghdr *msg) {
 static void check_unclaimed_fds(Connection *c) {
         size_t allowed;
 
-        if (c->closing || c->fdq_len == 0)
+        if (c->closing || c->paused || c->fdq_len == 0)
                 return;
         if (c->in_len == 0)
                 allowed = 0; /* at a frame boundary */
@@ -525,6 +724,22 @@ static void check_unclaimed_fds(Connection *c) {
                                  c->fdq_len - allowed);
 }
 
+/* Handles the complete frames in c->in and keeps the rest. */
+static int parse_carried(Connection *c) {
+        ssize_t consumed = parse(c, c->in, c->in_len);
+
+        if (consumed < 0)
+                return (int)consumed;
+        c->in_len -= (size_t)consumed;
+        if (c->in_len == 0) {
+                free(c->in);
+                c->in = NULL;
+                c->in_cap = 0;
+        } else if (consumed > 0)
+                memmove(c->in, c->in + consumed, c->in_len);
+        return 0;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *userdata) {
         Connection *c = userdata;
         Broker *b = c->broker;
@@ -534,10 +749,23 @@ static void on_read(evutil_socket_t fd, short what, void *userdata) {
         } ctrl;
         struct iovec iov;
         struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-        bool carried = c->in_len > 0;
+        bool carried;
         ssize_t n, consumed;
         int r;
 
+        if (c->resume_pending) {
+                /* Unpaused: first the frames that were read but not handled. */
+                c->resume_pending = false;
+                if (c->in_len > 0 && parse_carried(c) < 0) {
+                        broker_drop_connection(b, c, "out of memory");
+                        goto flush;
+                }
+                if (c->paused || c->closing)
+                        goto flush;
+        }
+        if (c->paused)
+                return;
+        carried = c->in_len > 0;
         if (carried) {
                 r = in_reserve(c, c->in, c->in_len);
                 if (r < 0) {
@@ -579,18 +807,10 @@ static void on_read(evutil_socket_t fd, short what, void *userdata) {
 
         if (carried) {
                 c->in_len += (size_t)n;
-                consumed = parse(c, c->in, c->in_len);
-                if (consumed < 0) {
+                if (parse_carried(c) < 0) {
                         broker_drop_connection(b, c, "out of memory");
                         goto flush;
                 }
-                c->in_len -= (size_t)consumed;
-                if (c->in_len == 0) {
-                        free(c->in);
-                        c->in = NULL;
-                        c->in_cap = 0;
-                } else if (consumed > 0)
-                        memmove(c->in, c->in + consumed, c->in_len);
         } else {
                 consumed = parse(c, b->rbuf, (size_t)n);
                 if (consumed < 0) {
@@ -622,4 +842,9 @@ static void on_write(evutil_socket_t fd, short what, void *userdata) {
         if (r < 0)
                 broker_drop_connection(c->broker, c,
                                        r == -ECONNABORTED ? NULL : "write failed");
+}
+
+static void on_linger(evutil_socket_t fd, short what, void *userdata) {
+        Connection *c = userdata;
+        broker_drop_connection(c->broker, c, "did not read its last frames in time");
 }

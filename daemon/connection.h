@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "policy.h"
 #include "router.h"
 #include "wire.h"
 
@@ -53,9 +54,11 @@ Body *body_unref(Body *b);
 /* One queued frame: an inline header (+meta), then an optional shared body. */
 typedef struct OutEntry {
         Body *body;
-        uint32_t sent; /* bytes of hdr+body already written */
-        bool fds_sent; /* the body's fds went with an earlier sendmsg */
-        uint16_t hdr_len;
+        RouterTopic *topic; /* a delivery's topic (for drop counts), else NULL */
+        uint32_t sent;  /* bytes of hdr+body already written */
+        bool fds_sent;  /* the body's fds went with an earlier sendmsg */
+        bool droppable; /* a delivery not yet started: drop-old may cancel it */
+        uint16_t hdr_len; /* 0 with no body: a cancelled entry */
         uint8_t hdr[OUT_HDR_MAX];
 } OutEntry;
 
@@ -69,6 +72,15 @@ typedef struct ConnectionStats {
         uint64_t fds_out;    /* file descriptors passed on */
 } ConnectionStats;
 
+/* What one uid has queued across all its connections. */
+typedef struct UserAcct {
+        uid_t uid;
+        uint32_t n_conns;
+        size_t queued_bytes;
+        size_t queued_fds;
+        struct UserAcct *next;
+} UserAcct;
+
 typedef struct Connection {
         RouterOwner owner; /* for the router's once-per-owner rule */
         Broker *broker;
@@ -77,10 +89,17 @@ typedef struct Connection {
         bool in_flush_list;
         bool welcomed;  /* HELLO accepted */
         bool closing;   /* a fatal error is queued: read nothing more */
+        bool paused;    /* a publish blocked on a full queue: read nothing for now */
+        bool resume_pending; /* unpaused: parse what is buffered before reading */
+        struct Connection *blocked_on;  /* the recipient whose queue is full */
+        struct Connection *waiters;     /* publishers blocked on this queue */
+        struct Connection *waiter_next;
+        UserAcct *user;
 
         int fd;
         struct event *ev_read;
         struct event *ev_write;
+        struct event *ev_linger; /* closing: how long its last frames may take */
         uint32_t id;
         pid_t pid;
         uid_t uid;
@@ -99,6 +118,7 @@ typedef struct Connection {
         size_t out_head, out_count, out_cap;
         size_t out_bytes;
         size_t out_fds; /* fds referenced by queued entries */
+        size_t out_msgs; /* deliveries queued (not cancelled) */
 
         /* Received fds not yet claimed by a frame, in arrival order. */
         int *fdq;
@@ -127,6 +147,17 @@ Connection *connection_free(Connection *c);
 int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *body,
                      bool droppable);
 
+/*
+ * Queues a delivery of @body (+ its header and meta in @hdr) for @to under
+ * @policy when its queue is full (bytes, messages, fds, or its user's
+ * totals): drop this one, cancel the oldest unsent deliveries to make room,
+ * disconnect @to, or queue it anyway (up to twice the limits) and stop
+ * reading from @from until @to's queue drains. Returns 0 when queued,
+ * -ENOBUFS when dropped (counted), -ECONNABORTED when @to is going away.
+ */
+int connection_deliver(Connection *to, const uint8_t *hdr, size_t hdr_len, Body *body,
+                       RouterTopic *topic, OverflowPolicy policy, Connection *from);
+
 /* Builds and queues a control frame (never droppable). topic and payload are
  * copied into a fresh body. Returns 0 or a negative errno. */
 int connection_send(Connection *c, uint8_t kind, uint16_t flags, uint32_t type, uint64_t corr,
@@ -148,6 +179,10 @@ void connection_error(Connection *c, WireError code, unsigned ref_kind, uint64_t
  * and the caller must free it.
  */
 int connection_flush(Connection *c);
+
+/* Reads from a connection paused by a blocked publish again, handling the
+ * frames it had already read first. */
+void connection_resume(Connection *c);
 
 /* Finds one of @c's subscriptions by id. */
 Subscription *connection_find_sub(Connection *c, uint32_t id);

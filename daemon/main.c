@@ -25,6 +25,8 @@ static void help(void) {
                "      --socket-mode MODE     permissions of the socket file, octal (default 0600)\n"
                "      --max-queue-bytes N    per-connection output queue limit (default 8388608)\n"
                "      --max-connections N    connections at once (default 16384)\n"
+               "      --overflow POLICY      when a subscriber's queue is full: drop-new (default),\n"
+               "                             drop-old, disconnect or block\n"
                "  -v, --verbose              log more (repeat for debug)\n"
                "  -q, --quiet                log only warnings and errors\n"
                "  -h, --help                 show this help\n"
@@ -50,12 +52,13 @@ static int parse_number(const char *s, int base, unsigned long long min, unsigne
 }
 
 int main(int argc, char **argv) {
-        enum { OPT_VERSION = 0x100, OPT_MODE, OPT_QUEUE, OPT_MAXCONN };
+        enum { OPT_VERSION = 0x100, OPT_MODE, OPT_QUEUE, OPT_MAXCONN, OPT_OVERFLOW };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "socket-mode", required_argument, NULL, OPT_MODE },
                 { "max-queue-bytes", required_argument, NULL, OPT_QUEUE },
                 { "max-connections", required_argument, NULL, OPT_MAXCONN },
+                { "overflow", required_argument, NULL, OPT_OVERFLOW },
                 { "verbose", no_argument, NULL, 'v' },
                 { "quiet", no_argument, NULL, 'q' },
                 { "help", no_argument, NULL, 'h' },
@@ -104,6 +107,16 @@ int main(int argc, char **argv) {
                                 goto usage;
                         }
                         cfg.max_connections = (size_t)v;
+                        break;
+                case OPT_OVERFLOW:
+                        r = overflow_policy_from_name(optarg);
+                        if (r < 0) {
+                                fprintf(stderr,
+                                        "ipcd: --overflow: '%s' is not drop-new, drop-old, disconnect or block\n",
+                                        optarg);
+                                goto usage;
+                        }
+                        cfg.overflow = (OverflowPolicy)r;
                         break;
                 case 'v':
                         level = level < LOG_DEBUG ? level + 1 : LOG_DEBUG;

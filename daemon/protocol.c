@@ -164,24 +164,21 @@ static int handle_unsubscribe(Connection *c, const WireHeader *h, const uint8_t 
 typedef struct Fanout {
         Body *body;
         RouterTopic *topic;
+        OverflowPolicy policy;
+        Connection *from;
         uint8_t hdr[WIRE_HEADER_SIZE + WIRE_META_MESSAGE];
 } Fanout;
 
 static void deliver(Subscription *s, void *userdata) {
         Connection *to = container_of(s->owner, Connection, owner);
         Fanout *f = userdata;
-        int r;
 
         /* Everything but the subscription id is the same for every recipient. */
         le32_write(f->hdr + WIRE_HEADER_SIZE + 12, s->id);
-        r = connection_queue(to, f->hdr, sizeof(f->hdr), f->body, true);
-        if (r == 0) {
+        if (connection_deliver(to, f->hdr, sizeof(f->hdr), f->body, f->topic, f->policy,
+                               f->from) == 0) {
                 to->stats.msgs_out++;
                 to->broker->stats.msgs_out++;
-        } else if (r != -ECONNABORTED) {
-                to->stats.drops++;
-                to->broker->stats.drops++;
-                f->topic->n_dropped++;
         }
 }
 
@@ -263,6 +260,8 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
                 return 0; /* body_new_with_fds closed the fds */
         }
         memcpy(f.body->data, topic, f.body->len);
+        f.from = c;
+        f.policy = b->config.overflow;
 
         f.topic->seq++;
         f.topic->n_published++;

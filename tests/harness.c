@@ -151,9 +151,15 @@ void tb_stop(TestBroker *b) {
         struct stat st;
         pid_t r;
         long deadline = now_ms() + (b->valgrind ? 60000 : 10000);
+        long long internal;
 
         if (b->pid <= 0)
                 return;
+        /* The broker's own consistency checks found nothing. */
+        internal = tb_status_number(b, "internal_errors");
+        if (internal != 0)
+                dump_log(b);
+        cr_assert(internal == 0, "the broker counted %lld internal errors", internal);
         kill(b->pid, SIGTERM);
         while ((r = waitpid(b->pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
                 usleep(10000);

@@ -39,6 +39,9 @@ static void start(void) {
 
 static void stop(void) {
         int n = tb_wait_fd_count(&tb, base_fds);
+        /* Nothing is charged to anyone once the clients are gone. */
+        cr_assert(eq(i64, tb_status_number(&tb, "queued_fds"), 0));
+        cr_assert(eq(i64, tb_status_number(&tb, "fds_held"), 0));
         tb_stop(&tb);
         cr_assert(eq(int, n, base_fds), "the broker holds %d fds, %d at the start", n, base_fds);
 }

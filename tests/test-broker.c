@@ -10,6 +10,7 @@
 #include <criterion/new/assert.h>
 #include <criterion/parameterized.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -760,4 +761,153 @@ Test(bad_input, ping_flood_without_reading, .init = start, .fini = cleanup, .tim
         close(fd);
         assert_healthy();
         stop();
+}
+
+/* ---- Overflow policies: what happens when a subscriber's queue is full. ---- */
+
+/* Once every client is gone, nothing may still be charged to anyone: the
+ * per-user totals are kept incrementally and must come back to zero. */
+static void assert_accounting_clean(void) {
+        tb_fd_baseline(&tb); /* waits until the status client is the only one */
+        cr_assert(eq(i64, tb_status_number(&tb, "queued_bytes"), 0));
+        cr_assert(eq(i64, tb_status_number(&tb, "queued_fds"), 0));
+}
+
+/* Publishes @n 1 KiB messages on "flood" from @p, with a PING round trip at
+ * the end so they have all been routed. */
+static void flood(int p, int n) {
+        static char payload[1024];
+        int i;
+        for (i = 0; i < n; i++)
+                raw_publish(p, "flood", 1, payload, sizeof(payload));
+        raw_sync(p);
+}
+
+Test(policies, drop_old_keeps_the_newest, .timeout = 60) {
+        static const char *const args[] = { "--max-queue-bytes", "1048576", "--overflow", "drop-old",
+                                             NULL };
+        uint64_t first = 0, last = 0, n = 0;
+        int slow, p;
+
+        tb_start(&tb, args);
+        slow = raw_client(&tb, "slow", NULL);
+        p = raw_client(&tb, "pub", NULL);
+        raw_subscribe(slow, 1, "flood", NULL, 0);
+        flood(p, 5000);
+        /* Now read: what is left is the newest, ending with the last one. */
+        for (;;) {
+                RawFrame f;
+                WireDelivery d;
+                if (raw_read(slow, &f, 300) != 1)
+                        break;
+                wire_delivery_decode(f.meta, &d);
+                if (n == 0)
+                        first = d.seq;
+                cr_assert(gt(u64, d.seq, last), "out of order");
+                last = d.seq;
+                n++;
+                raw_frame_free(&f);
+        }
+        cr_assert(eq(u64, last, 5000), "the newest message must survive");
+        cr_assert(gt(u64, first, 1), "the oldest must have been dropped");
+        cr_assert(eq(i64, tb_status_number(&tb, "drops"), (int64_t)(5000 - n)));
+        close(slow);
+        close(p);
+        assert_accounting_clean();
+        tb_stop(&tb);
+}
+
+Test(policies, disconnect_the_slow_subscriber, .timeout = 60) {
+        static const char *const args[] = { "--max-queue-bytes", "1048576", "--overflow", "disconnect",
+                                             NULL };
+        int slow, good, p, got = 0;
+
+        tb_start(&tb, args);
+        slow = raw_client(&tb, "slow", NULL);
+        good = raw_client(&tb, "good", NULL);
+        p = raw_client(&tb, "pub", NULL);
+        raw_subscribe(slow, 1, "flood", NULL, 0);
+        raw_subscribe(good, 1, "flood", NULL, 0);
+        /* Rounds small enough for the good subscriber to keep up. */
+        for (int r = 0; r < 30; r++) {
+                flood(p, 100);
+                for (int i = 0; i < 100; i++) {
+                        RawFrame f;
+                        raw_expect(good, WIRE_MESSAGE, &f);
+                        raw_frame_free(&f);
+                        got++;
+                }
+        }
+        cr_assert(eq(int, got, 3000));
+        /* The slow one was cut off: what it reads now is what the socket
+         * held, then an ERROR saying why, then the end. */
+        for (;;) {
+                RawFrame f;
+                int r = raw_read(slow, &f, 2000);
+                cr_assert(eq(int, r, 1), "the slow subscriber got no ERROR before the end");
+                if (f.h.kind == WIRE_ERROR) {
+                        cr_assert(eq(u32, le32_read(f.meta), WIRE_E_SLOW_CONSUMER));
+                        cr_assert(f.h.flags & WIRE_F_FATAL ? 1 : 0);
+                        raw_frame_free(&f);
+                        break;
+                }
+                raw_frame_free(&f);
+        }
+        {
+                RawFrame f;
+                cr_assert(eq(int, raw_read(slow, &f, 2000), 0));
+        }
+        cr_assert(eq(i64, tb_status_number(&tb, "clients"), 3)); /* good, pub, status */
+        close(slow);
+        close(good);
+        close(p);
+        assert_accounting_clean();
+        tb_stop(&tb);
+}
+
+Test(policies, block_holds_the_publisher_back_and_loses_nothing, .timeout = 60) {
+        static const char *const args[] = { "--max-queue-bytes", "1048576", "--overflow", "block",
+                                             NULL };
+        static char payload[1024];
+        enum { N = 5000 };
+        int slow, p, i;
+        RawFrame f;
+
+        tb_start(&tb, args);
+        slow = raw_client(&tb, "slow", NULL);
+        p = raw_client(&tb, "pub", NULL);
+        raw_subscribe(slow, 1, "flood", NULL, 0);
+        /* More than the queue and the socket buffers hold. A child writes,
+         * since the broker stops reading from it and its writes block. */
+        pid_t child = fork();
+        cr_assert(child >= 0);
+        if (child == 0) {
+                for (i = 0; i < N; i++)
+                        raw_publish(p, "flood", 1, payload, sizeof(payload));
+                raw_send(p, WIRE_PING, 0, 0, 42, NULL, 0, NULL, NULL, 0);
+                _exit(0);
+        }
+        /* While the subscriber does not read, the PING stays unanswered. */
+        usleep(300000);
+        {
+                struct pollfd pf = { .fd = p, .events = POLLIN };
+                cr_assert(eq(int, poll(&pf, 1, 0), 0), "the publisher was not held back");
+        }
+        /* Reading everything lets it go on; nothing was dropped. */
+        for (i = 1; i <= N; i++) {
+                WireDelivery d;
+                raw_expect(slow, WIRE_MESSAGE, &f);
+                wire_delivery_decode(f.meta, &d);
+                cr_assert(eq(u64, d.seq, (uint64_t)i));
+                raw_frame_free(&f);
+        }
+        raw_expect(p, WIRE_PONG, &f);
+        cr_assert(eq(u64, f.h.corr, 42));
+        raw_frame_free(&f);
+        waitpid(child, NULL, 0);
+        cr_assert(eq(i64, tb_status_number(&tb, "drops"), 0));
+        close(slow);
+        close(p);
+        assert_accounting_clean();
+        tb_stop(&tb);
 }
