@@ -25,6 +25,8 @@ static void help(void) {
                "      --socket-mode MODE     permissions of the socket file, octal (default 0600)\n"
                "      --max-queue-bytes N    per-connection output queue limit (default 8388608)\n"
                "      --max-connections N    connections at once (default 16384)\n"
+               "      --max-fds N            file descriptors per message, 0..253 (default 16)\n"
+               "      --max-bulk-size N      largest memfd payload in bytes (default 1073741824)\n"
                "      --overflow POLICY      when a subscriber's queue is full: drop-new (default),\n"
                "                             drop-old, disconnect or block\n"
                "  -v, --verbose              log more (repeat for debug)\n"
@@ -52,13 +54,16 @@ static int parse_number(const char *s, int base, unsigned long long min, unsigne
 }
 
 int main(int argc, char **argv) {
-        enum { OPT_VERSION = 0x100, OPT_MODE, OPT_QUEUE, OPT_MAXCONN, OPT_OVERFLOW };
+        enum { OPT_VERSION = 0x100, OPT_MODE, OPT_QUEUE, OPT_MAXCONN, OPT_OVERFLOW, OPT_MAXFDS,
+               OPT_MAXBULK };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "socket-mode", required_argument, NULL, OPT_MODE },
                 { "max-queue-bytes", required_argument, NULL, OPT_QUEUE },
                 { "max-connections", required_argument, NULL, OPT_MAXCONN },
                 { "overflow", required_argument, NULL, OPT_OVERFLOW },
+                { "max-fds", required_argument, NULL, OPT_MAXFDS },
+                { "max-bulk-size", required_argument, NULL, OPT_MAXBULK },
                 { "verbose", no_argument, NULL, 'v' },
                 { "quiet", no_argument, NULL, 'q' },
                 { "help", no_argument, NULL, 'h' },
@@ -107,6 +112,22 @@ int main(int argc, char **argv) {
                                 goto usage;
                         }
                         cfg.max_connections = (size_t)v;
+                        break;
+                case OPT_MAXFDS:
+                        if (parse_number(optarg, 10, 0, WIRE_MAX_FDS_PER_SENDMSG, &v) < 0) {
+                                fprintf(stderr, "ipcd: --max-fds: '%s' is not a number from 0 to %d\n",
+                                        optarg, WIRE_MAX_FDS_PER_SENDMSG);
+                                goto usage;
+                        }
+                        cfg.max_fds_per_msg = (uint8_t)v;
+                        break;
+                case OPT_MAXBULK:
+                        if (parse_number(optarg, 10, 0, UINT64_MAX, &v) < 0) {
+                                fprintf(stderr, "ipcd: --max-bulk-size: '%s' is not a number of bytes\n",
+                                        optarg);
+                                goto usage;
+                        }
+                        cfg.max_bulk_size = v;
                         break;
                 case OPT_OVERFLOW:
                         r = overflow_policy_from_name(optarg);

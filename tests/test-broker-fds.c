@@ -433,3 +433,33 @@ Test(fds, subscriber_that_never_reads_while_fds_pile_up, .timeout = 120) {
         close(m);
         stop();
 }
+
+Test(fds_limits, configured_fd_and_bulk_limits, .fini = cleanup) {
+        static const char *const args[] = { "--max-fds", "2", "--max-bulk-size", "1000", NULL };
+        int p, fds[3], m;
+        RawFrame f;
+        WireWelcome w;
+        uint8_t meta[WIRE_META_HELLO] = { 0 };
+
+        tb_start(&tb, args);
+        /* WELCOME announces them. */
+        p = raw_connect(&tb);
+        raw_send(p, WIRE_HELLO, 0, 0, 1, meta, sizeof(meta), NULL, "limits", 6);
+        raw_expect(p, WIRE_WELCOME, &f);
+        cr_assert(wire_welcome_decode(f.meta, &w));
+        cr_assert(eq(u32, w.max_fds, 2));
+        cr_assert(eq(u64, w.max_bulk_size, 1000));
+        raw_frame_free(&f);
+
+        m = memfd_new_sealed("big", "0123456789", 10);
+        fds[0] = fds[1] = fds[2] = m;
+        /* A bulk payload over the maximum is refused, the connection goes on. */
+        publish_fds(p, "t", 1, NULL, 0, true, 4096, &m, 1, 1);
+        raw_expect_error(p, WIRE_E_BULK, false);
+        /* Three fds where two are allowed: the header is refused. */
+        publish_fds(p, "t", 1, "x", 1, false, 0, fds, 3, 2);
+        raw_expect_error(p, WIRE_E_TOO_LARGE, true);
+        close(m);
+        close(p);
+        tb_stop(&tb);
+}
