@@ -84,8 +84,16 @@ typedef enum WireError {
         WIRE_E_INTERNAL = 18,     /* the broker failed (out of memory, ...) */
         WIRE_E_SLOW_CONSUMER = 19,
         WIRE_E_BAD_COMMAND = 20,  /* unknown ADMIN command */
+        WIRE_E_NO_SUCH_REQUEST = 21, /* REPLY to a request that is unknown, expired, or not this client's */
         _WIRE_E_MAX,
 } WireError;
+
+/* SUBSCRIBE flags. */
+enum {
+        WIRE_SUB_F_NO_RETAINED = 1u << 0, /* do not deliver retained messages on subscribe */
+        WIRE_SUB_F_RESPONDER = 1u << 1,   /* reserved: serve requests on the filter */
+        _WIRE_SUB_F_ALL = WIRE_SUB_F_NO_RETAINED | WIRE_SUB_F_RESPONDER,
+};
 
 /* Sizes of the per-kind metadata blocks (meta_len must match exactly). */
 #define WIRE_META_HELLO 8        /* u32 client flags (0), u32 reserved (0) */

@@ -12,6 +12,7 @@
 
 #include "broker.h"
 #include "listener.h"
+#include "protocol.h"
 #include "log.h"
 #include "util.h"
 
@@ -28,6 +29,8 @@ void broker_config_defaults(BrokerConfig *cfg) {
                 .user_fds = 1024,
                 .max_connections_per_user = 1024,
                 .overflow = OVERFLOW_DROP_NEW,
+                .retained_max_messages = 10000,
+                .retained_max_bytes = 64u << 20,
                 .max_fds_per_msg = WIRE_DEFAULT_MAX_FDS,
                 .max_bulk_size = WIRE_DEFAULT_MAX_BULK,
                 .max_topics = 65536,
@@ -91,6 +94,7 @@ int broker_new(Broker **ret, BrokerConfig *cfg) {
         r = router_new(&b->router);
         if (r < 0)
                 goto fail;
+        router_set_retained_free(b->router, protocol_retained_free);
         b->ev_sigterm = evsignal_new(b->base, SIGTERM, on_signal, b);
         b->ev_sigint = evsignal_new(b->base, SIGINT, on_signal, b);
         b->ev_sighup = evsignal_new(b->base, SIGHUP, on_signal, b);
@@ -318,12 +322,14 @@ char *broker_status_json(Broker *b, size_t *ret_len) {
                 (long long)(now.tv_sec - b->started.tv_sec));
         json_string(f, b->listener ? listener_path(b->listener) : "");
         fprintf(f,
-                ",\"clients\":%zu,\"topics\":%zu,\"subscriptions\":%zu"
+                ",\"clients\":%zu,\"topics\":%zu,\"subscriptions\":%zu,\"groups\":%zu"
+                ",\"retained\":%zu,\"retained_bytes\":%zu"
                 ",\"messages_in\":%llu,\"messages_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu"
                 ",\"drops\":%llu,\"errors\":%llu,\"connections_total\":%llu"
                 ",\"connections_refused\":%llu,\"fds_held\":%zu,\"fd_budget\":%zu"
                 ",\"queued_bytes\":%zu,\"queued_fds\":%zu,\"internal_errors\":%llu}",
                 b->n_conns, router_n_topics(b->router), router_n_subscriptions(b->router),
+                router_n_groups(b->router), b->retained_count, b->retained_bytes,
                 (unsigned long long)b->stats.msgs_in, (unsigned long long)b->stats.msgs_out,
                 (unsigned long long)b->stats.bytes_in, (unsigned long long)b->stats.bytes_out,
                 (unsigned long long)b->stats.drops, (unsigned long long)b->stats.errors,

@@ -33,6 +33,8 @@ typedef struct BrokerConfig {
         uint32_t user_fds;
         uint32_t max_connections_per_user;
         OverflowPolicy overflow;   /* where no topic rule says otherwise */
+        uint32_t retained_max_messages;
+        size_t retained_max_bytes;
         uint8_t max_fds_per_msg;
         uint64_t max_bulk_size;
         size_t max_topics;
@@ -73,6 +75,7 @@ struct Broker {
         BrokerStats stats;
         uint8_t *rbuf;
         size_t held_fds;  /* fds held in message bodies */
+        size_t retained_count, retained_bytes;
         size_t fd_budget; /* at most this many: half of RLIMIT_NOFILE */
         bool stopping;
 };

@@ -219,6 +219,11 @@ static bool has_room(const Connection *c, size_t bytes, size_t fds, size_t facto
                        u->queued_fds + fds <= factor * cfg->user_fds));
 }
 
+bool connection_can_take(const Connection *c, size_t hdr_len, const Body *body) {
+        return !c->closing &&
+               has_room(c, sizeof(OutEntry) + hdr_len + (body ? body->len : 0), body_n_fds(body), 1);
+}
+
 /* Appends an entry; the caller checked the limits. */
 static int queue_entry(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *body,
                        RouterTopic *topic) {

@@ -158,6 +158,10 @@ int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *bo
 int connection_deliver(Connection *to, const uint8_t *hdr, size_t hdr_len, Body *body,
                        RouterTopic *topic, OverflowPolicy policy, Connection *from);
 
+/* Would a delivery of @body (with @hdr_len bytes of header) fit @c's queue
+ * now, within every limit? */
+bool connection_can_take(const Connection *c, size_t hdr_len, const Body *body);
+
 /* Builds and queues a control frame (never droppable). topic and payload are
  * copied into a fresh body. Returns 0 or a negative errno. */
 int connection_send(Connection *c, uint8_t kind, uint16_t flags, uint32_t type, uint64_t corr,

@@ -57,6 +57,8 @@ static int handle_hello(Connection *c, const WireHeader *h, const uint8_t *meta,
                                BROKER_VERSION_TEXT, strlen(BROKER_VERSION_TEXT));
 }
 
+static void deliver_retained(Connection *c, Subscription *s);
+
 static int send_ack(Connection *c, uint64_t corr) {
         return connection_send(c, WIRE_ACK, 0, 0, corr, NULL, 0, NULL, 0, NULL, 0);
 }
@@ -65,6 +67,7 @@ static int handle_subscribe(Connection *c, const WireHeader *h, const uint8_t *m
                             const char *filter, const uint8_t *payload) {
         Broker *b = c->broker;
         uint32_t types[WIRE_MAX_TYPES_PER_SUB];
+        const char *group;
         Subscription *s;
         WireSubscribe ws;
         TopicCheck tc;
@@ -72,7 +75,7 @@ static int handle_subscribe(Connection *c, const WireHeader *h, const uint8_t *m
         int r;
 
         wire_subscribe_decode(meta, &ws);
-        if (ws.sub_id == 0 || ws.flags != 0) {
+        if (ws.sub_id == 0 || (ws.flags & ~_WIRE_SUB_F_ALL)) {
                 connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
                                  ws.sub_id == 0 ? "subscription id 0 is reserved"
                                                 : "undefined subscription flags");
@@ -95,9 +98,15 @@ static int handle_subscribe(Connection *c, const WireHeader *h, const uint8_t *m
                                  "invalid subscription filter: %s", topic_check_str(tc));
                 return 0;
         }
-        if (ws.group_len > 0) {
+        group = (const char *)payload + 4 * ws.n_types;
+        if (ws.group_len > 0 && !utf8_printable(group, ws.group_len)) {
+                connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
+                                 "a queue group name is printable UTF-8");
+                return 0;
+        }
+        if (ws.flags & WIRE_SUB_F_RESPONDER) {
                 connection_error(c, WIRE_E_UNSUPPORTED, h->kind, h->corr, false,
-                                 "queue groups are not supported by this broker version");
+                                 "serving requests is not supported by this broker version");
                 return 0;
         }
         if (connection_find_sub(c, ws.sub_id)) {
@@ -123,16 +132,23 @@ static int handle_subscribe(Connection *c, const WireHeader *h, const uint8_t *m
                 c->subs = n;
                 c->cap_subs = cap;
         }
-        s = subscription_new(&c->owner, ws.sub_id, filter, h->topic_len, types, ws.n_types);
+        s = subscription_new(&c->owner, ws.sub_id, filter, h->topic_len, types, ws.n_types, group,
+                             ws.group_len);
         if (!s)
                 goto oom;
+        s->flags = ws.flags;
         r = router_add(b->router, s);
         if (r < 0) {
                 subscription_free(s);
                 goto oom;
         }
         c->subs[c->n_subs++] = s;
-        return send_ack(c, h->corr);
+        r = send_ack(c, h->corr);
+        if (r < 0 || (ws.flags & WIRE_SUB_F_NO_RETAINED))
+                return r;
+        /* The retained messages it matches come right after the ACK. */
+        deliver_retained(c, s);
+        return 0;
 oom:
         connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false, "out of memory");
         return 0;
@@ -182,6 +198,102 @@ static void deliver(Subscription *s, void *userdata) {
         }
 }
 
+/* One member of a queue group gets the message: the next in turn that has
+ * room, or, when none has, the next in turn under the topic's policy. */
+static void deliver_group(Subscription **cands, size_t n, uint32_t *rr, void *userdata) {
+        Fanout *f = userdata;
+        size_t start = *rr % n, i;
+
+        for (i = 0; i < n; i++) {
+                Subscription *s = cands[(start + i) % n];
+                Connection *to = container_of(s->owner, Connection, owner);
+                if (connection_can_take(to, sizeof(f->hdr), f->body)) {
+                        *rr = (uint32_t)(start + i + 1);
+                        deliver(s, f);
+                        return;
+                }
+        }
+        *rr = (uint32_t)(start + 1);
+        deliver(cands[start], f);
+}
+
+/* A topic's retained message: its body and the MESSAGE header it went
+ * out with, flagged as retained. */
+typedef struct Retained {
+        Body *body;
+        Broker *broker;
+        uint8_t hdr[WIRE_HEADER_SIZE + WIRE_META_MESSAGE];
+} Retained;
+
+void protocol_retained_free(void *p) {
+        Retained *r = p;
+        if (!r)
+                return;
+        r->broker->retained_count--;
+        r->broker->retained_bytes -= r->body->len;
+        body_unref(r->body);
+        free(r);
+}
+
+typedef struct RetainedWalk {
+        Connection *c;
+        Subscription *s;
+} RetainedWalk;
+
+static void deliver_one_retained(const char *name, size_t len, RouterTopic *t, void *userdata) {
+        RetainedWalk *w = userdata;
+        Retained *r = t->retained;
+        uint8_t hdr[sizeof(r->hdr)];
+
+        if (!r || !subscription_admits(w->s, le32_read(r->hdr + WIRE_OFF_TYPE)))
+                return;
+        memcpy(hdr, r->hdr, sizeof(hdr));
+        le32_write(hdr + WIRE_HEADER_SIZE + 12, w->s->id);
+        if (connection_deliver(w->c, hdr, sizeof(hdr), r->body, t, w->c->broker->config.overflow,
+                               NULL) == 0) {
+                w->c->stats.msgs_out++;
+                w->c->broker->stats.msgs_out++;
+        }
+        (void)name;
+        (void)len;
+}
+
+static void deliver_retained(Connection *c, Subscription *s) {
+        RetainedWalk w = { .c = c, .s = s };
+
+        if (c->broker->retained_count == 0)
+                return;
+        router_match_topics(c->broker->router, s->filter, s->filter_len, deliver_one_retained, &w);
+}
+
+/* Keeps (or with an empty payload, clears) the retained message of @t.
+ * Returns 0, or -ENOSPC over the retained limits (nothing changes then). */
+static int retain(Broker *b, RouterTopic *t, Body *body, const uint8_t *hdr, bool clear) {
+        Retained *old = t->retained, *r;
+        size_t bytes = b->retained_bytes - (old ? old->body->len : 0);
+
+        if (clear) {
+                protocol_retained_free(old);
+                t->retained = NULL;
+                return 0;
+        }
+        if ((old ? b->retained_count : b->retained_count + 1) > b->config.retained_max_messages ||
+            bytes + body->len > b->config.retained_max_bytes)
+                return -ENOSPC;
+        r = malloc(sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        r->broker = b;
+        r->body = body_ref(body);
+        memcpy(r->hdr, hdr, sizeof(r->hdr));
+        le16_write(r->hdr + WIRE_OFF_FLAGS, le16_read(r->hdr + WIRE_OFF_FLAGS) | WIRE_F_RETAIN);
+        b->retained_count++;
+        b->retained_bytes += body->len;
+        protocol_retained_free(old);
+        t->retained = r;
+        return 0;
+}
+
 static void close_fds(const int *fds, size_t n) {
         size_t i;
         for (i = 0; i < n; i++)
@@ -226,11 +338,6 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
         if (topic[0] == '$') {
                 connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
                                  "topics starting with '$' belong to the broker");
-                goto refuse;
-        }
-        if (h->flags & WIRE_F_RETAIN) {
-                connection_error(c, WIRE_E_UNSUPPORTED, h->kind, h->corr, false,
-                                 "retained messages are not supported by this broker version");
                 goto refuse;
         }
         if (h->n_fds > 0 && b->held_fds + h->n_fds > b->fd_budget) {
@@ -288,8 +395,25 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
         };
         wire_header_encode(f.hdr, &mh);
         wire_delivery_encode(f.hdr + WIRE_HEADER_SIZE, &d);
-        router_match(b->router, topic, h->topic_len, h->type, deliver, &f);
-        body_unref(f.body);
+        router_match(b->router, topic, h->topic_len, h->type, deliver, deliver_group, &f);
+        if (h->flags & WIRE_F_RETAIN) {
+                /* An empty retained publish clears the topic's. */
+                bool clear = h->payload_len == 0 && h->n_fds == 0;
+                r = retain(b, f.topic, f.body, f.hdr, clear);
+                body_unref(f.body);
+                if (r == -ENOSPC) {
+                        connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
+                                         "delivered but not retained: the broker keeps at most %u retained messages and %zu bytes",
+                                         b->config.retained_max_messages, b->config.retained_max_bytes);
+                        return 0;
+                }
+                if (r < 0) {
+                        connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false,
+                                         "delivered but not retained: out of memory");
+                        return 0;
+                }
+        } else
+                body_unref(f.body);
 
         if (h->flags & WIRE_F_ACK)
                 return send_ack(c, h->corr);

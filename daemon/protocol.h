@@ -21,3 +21,6 @@
  * for it).
  */
 int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame, const int *fds);
+
+/* Releases a topic's retained message (the router's retained_free). */
+void protocol_retained_free(void *retained);

@@ -27,8 +27,24 @@ struct TrieNode {
         char level[];
 };
 
+/* Members of a queue group share its messages: each message that matches
+ * some of them goes to one. Collected per publish in cands. */
+struct RouterGroup {
+        char *name;
+        uint32_t n_members;
+        uint32_t rr;
+        uint64_t epoch;        /* the publish cands belong to */
+        Subscription **cands;
+        size_t n_cands, cap_cands;
+        RouterGroup *next;     /* all groups */
+        RouterGroup *touched;  /* groups with cands in this publish */
+};
+
 struct Router {
         TrieNode *root;
+        void (*retained_free)(void *);
+        RouterGroup *groups;
+        size_t n_groups;
         uint64_t epoch;
         size_t n_subs;
         size_t n_topics;
@@ -202,14 +218,16 @@ int router_new(Router **ret) {
         return 0;
 }
 
-static void node_free_tree(TrieNode *n) {
+static void node_free_tree(Router *r, TrieNode *n) {
         uint32_t i;
         if (!n)
                 return;
         for (i = 0; i < n->cap_children; i++)
-                node_free_tree(n->children[i]);
-        node_free_tree(n->plus);
-        node_free_tree(n->hash);
+                node_free_tree(r, n->children[i]);
+        node_free_tree(r, n->plus);
+        node_free_tree(r, n->hash);
+        if (n->topic && n->topic->retained && r->retained_free)
+                r->retained_free(n->topic->retained);
         /* Subscriptions belong to their owners; only unlink them. */
         for (Subscription *s = n->subs; s; s = s->node_next)
                 s->node = NULL;
@@ -221,20 +239,28 @@ static void node_free_tree(TrieNode *n) {
 Router *router_free(Router *r) {
         if (!r)
                 return NULL;
-        node_free_tree(r->root);
+        node_free_tree(r, r->root);
+        while (r->groups) {
+                RouterGroup *g = r->groups;
+                r->groups = g->next;
+                free(g->cands);
+                free(g->name);
+                free(g);
+        }
         free(r);
         return NULL;
 }
 
 Subscription *subscription_new(RouterOwner *owner, uint32_t id, const char *filter,
-                               size_t filter_len, const uint32_t *types, size_t n_types) {
+                               size_t filter_len, const uint32_t *types, size_t n_types,
+                               const char *group, size_t group_len) {
         size_t off = sizeof(Subscription) + filter_len + 1;
         Subscription *s;
 
         if (filter_len > UINT16_MAX || n_types > UINT16_MAX)
                 return NULL;
         off = (off + alignof(uint32_t) - 1) & ~(alignof(uint32_t) - 1);
-        s = calloc(1, off + n_types * sizeof(uint32_t));
+        s = calloc(1, off + n_types * sizeof(uint32_t) + (group_len ? group_len + 1 : 0));
         if (!s)
                 return NULL;
         s->owner = owner;
@@ -245,6 +271,10 @@ Subscription *subscription_new(RouterOwner *owner, uint32_t id, const char *filt
         s->types = (uint32_t *)((char *)s + off);
         if (n_types)
                 memcpy(s->types, types, n_types * sizeof(uint32_t));
+        if (group_len) {
+                s->group_name = (char *)(s->types + n_types);
+                memcpy(s->group_name, group, group_len);
+        }
         return s;
 }
 
@@ -253,10 +283,71 @@ Subscription *subscription_free(Subscription *s) {
         return NULL;
 }
 
+static RouterGroup *group_get(Router *r, const char *name) {
+        RouterGroup *g;
+
+        for (g = r->groups; g; g = g->next)
+                if (strcmp(g->name, name) == 0)
+                        return g;
+        g = calloc(1, sizeof(*g));
+        if (!g)
+                return NULL;
+        g->name = strdup(name);
+        if (!g->name) {
+                free(g);
+                return NULL;
+        }
+        g->next = r->groups;
+        r->groups = g;
+        r->n_groups++;
+        return g;
+}
+
+static void group_put(Router *r, RouterGroup *g) {
+        RouterGroup **p;
+
+        if (--g->n_members > 0)
+                return;
+        for (p = &r->groups; *p; p = &(*p)->next)
+                if (*p == g) {
+                        *p = g->next;
+                        break;
+                }
+        r->n_groups--;
+        free(g->cands);
+        free(g->name);
+        free(g);
+}
+
 int router_add(Router *r, Subscription *s) {
-        TrieNode *n = path_get(r, s->filter, s->filter_len, true);
-        if (!n)
+        RouterGroup *g = NULL;
+        TrieNode *n;
+
+        if (s->group_name) {
+                g = group_get(r, s->group_name);
+                if (!g)
+                        return -ENOMEM;
+                g->n_members++;
+                /* Room for every member as a candidate: no allocation when
+                 * publishing. */
+                if (g->cap_cands < g->n_members) {
+                        size_t cap = g->cap_cands ? g->cap_cands * 2 : 4;
+                        Subscription **c = realloc(g->cands, cap * sizeof(*c));
+                        if (!c) {
+                                group_put(r, g);
+                                return -ENOMEM;
+                        }
+                        g->cands = c;
+                        g->cap_cands = cap;
+                }
+        }
+        n = path_get(r, s->filter, s->filter_len, true);
+        if (!n) {
+                if (g)
+                        group_put(r, g);
                 return -ENOMEM;
+        }
+        s->group = g;
         s->node = n;
         s->node_prev = NULL;
         s->node_next = n->subs;
@@ -279,6 +370,10 @@ void router_remove(Router *r, Subscription *s) {
                 s->node_next->node_prev = s->node_prev;
         s->node = NULL;
         s->node_prev = s->node_next = NULL;
+        if (s->group) {
+                group_put(r, s->group);
+                s->group = NULL;
+        }
         r->n_subs--;
         node_prune(r, n);
 }
@@ -319,11 +414,13 @@ typedef struct MatchCtx {
         size_t len;
         uint32_t type;
         RouterVisitFn visit;
+        RouterGroupFn group;
         void *userdata;
         size_t n_visited;
+        RouterGroup *touched;
 } MatchCtx;
 
-static bool type_admitted(const Subscription *s, uint32_t type) {
+bool subscription_admits(const Subscription *s, uint32_t type) {
         size_t i;
         if (s->n_types == 0)
                 return true;
@@ -336,7 +433,23 @@ static bool type_admitted(const Subscription *s, uint32_t type) {
 static void emit(MatchCtx *m, TrieNode *n) {
         Subscription *s;
         for (s = n->subs; s; s = s->node_next) {
-                if (s->owner->epoch == m->r->epoch || !type_admitted(s, m->type))
+                if (s->group) {
+                        RouterGroup *g = s->group;
+                        if (!m->group || !subscription_admits(s, m->type))
+                                continue;
+                        if (g->epoch != m->r->epoch) {
+                                g->epoch = m->r->epoch;
+                                g->n_cands = 0;
+                                g->touched = m->touched;
+                                m->touched = g;
+                        }
+                        /* A member matched by two of its filters' paths is
+                         * still one member; cap_cands >= n_members. */
+                        if (g->n_cands < g->cap_cands)
+                                g->cands[g->n_cands++] = s;
+                        continue;
+                }
+                if (s->owner->epoch == m->r->epoch || !subscription_admits(s, m->type))
                         continue;
                 s->owner->epoch = m->r->epoch;
                 s->n_matched++;
@@ -369,13 +482,136 @@ static void match_walk(MatchCtx *m, TrieNode *n, size_t pos) {
 }
 
 size_t router_match(Router *r, const char *name, size_t len, uint32_t type, RouterVisitFn visit,
-                    void *userdata) {
+                    RouterGroupFn group, void *userdata) {
         MatchCtx m = {
-                .r = r, .name = name, .len = len, .type = type, .visit = visit, .userdata = userdata,
+                .r = r, .name = name, .len = len, .type = type, .visit = visit, .group = group,
+                .userdata = userdata,
         };
+        RouterGroup *g;
+
         r->epoch++;
         match_walk(&m, r->root, 0);
+        for (g = m.touched; g; g = g->touched) {
+                group(g->cands, g->n_cands, &g->rr, userdata);
+                m.n_visited++;
+        }
         return m.n_visited;
+}
+
+typedef struct TopicWalk {
+        const char *filter;
+        size_t len;
+        RouterTopicFn visit;
+        void *userdata;
+        char name[65536];
+} TopicWalk;
+
+/* Every topic at or below @n; @nlen is the length of @n's name in w->name. */
+static void topics_below(TopicWalk *w, TrieNode *n, size_t nlen, bool skip_dollar) {
+        uint32_t i;
+
+        if (n->topic)
+                w->visit(w->name, nlen, n->topic, w->userdata);
+        for (i = 0; i < n->cap_children; i++) {
+                TrieNode *c = n->children[i];
+                size_t clen;
+                if (!c || (skip_dollar && c->level_len > 0 && c->level[0] == '$'))
+                        continue;
+                clen = nlen == 0 && n->parent == NULL ? c->level_len : nlen + 1 + c->level_len;
+                if (clen >= sizeof(w->name))
+                        continue;
+                if (n->parent) {
+                        w->name[nlen] = '/';
+                        memcpy(w->name + nlen + 1, c->level, c->level_len);
+                } else
+                        memcpy(w->name, c->level, c->level_len);
+                topics_below(w, c, clen, false);
+        }
+}
+
+/* Walks the topics matching the filter from @pos on, below @n. */
+static void topics_walk(TopicWalk *w, TrieNode *n, size_t nlen, size_t pos) {
+        bool at_root = n->parent == NULL;
+        size_t e;
+        uint32_t i;
+
+        if (pos > w->len) {
+                if (n->topic)
+                        w->visit(w->name, nlen, n->topic, w->userdata);
+                return;
+        }
+        for (e = pos; e < w->len && w->filter[e] != '/'; e++)
+                ;
+        if (e - pos == 1 && w->filter[pos] == '#') {
+                /* The parent itself ("a/#" matches "a"), then all below. */
+                if (!at_root && n->topic)
+                        w->visit(w->name, nlen, n->topic, w->userdata);
+                if (at_root)
+                        topics_below(w, n, 0, true);
+                else {
+                        for (i = 0; i < n->cap_children; i++) {
+                                TrieNode *c = n->children[i];
+                                size_t clen;
+                                if (!c)
+                                        continue;
+                                clen = nlen + 1 + c->level_len;
+                                if (clen >= sizeof(w->name))
+                                        continue;
+                                w->name[nlen] = '/';
+                                memcpy(w->name + nlen + 1, c->level, c->level_len);
+                                topics_below(w, c, clen, false);
+                        }
+                }
+                return;
+        }
+        for (i = 0; i < n->cap_children; i++) {
+                TrieNode *c = n->children[i];
+                size_t clen, off;
+                if (!c)
+                        continue;
+                if (e - pos == 1 && w->filter[pos] == '+') {
+                        if (at_root && c->level_len > 0 && c->level[0] == '$')
+                                continue;
+                } else if (c->level_len != e - pos || memcmp(c->level, w->filter + pos, e - pos) != 0)
+                        continue;
+                off = at_root ? 0 : nlen + 1;
+                clen = off + c->level_len;
+                if (clen >= sizeof(w->name))
+                        continue;
+                if (!at_root)
+                        w->name[nlen] = '/';
+                memcpy(w->name + off, c->level, c->level_len);
+                topics_walk(w, c, clen, e + 1);
+        }
+}
+
+void router_match_topics(Router *r, const char *filter, size_t len, RouterTopicFn visit,
+                         void *userdata) {
+        TopicWalk *w = malloc(sizeof(*w));
+        if (!w)
+                return;
+        w->filter = filter;
+        w->len = len;
+        w->visit = visit;
+        w->userdata = userdata;
+        topics_walk(w, r->root, 0, 0);
+        free(w);
+}
+
+size_t router_n_groups(const Router *r) {
+        return r->n_groups;
+}
+
+const char *router_group_name(const RouterGroup *g) {
+        return g->name;
+}
+
+uint32_t router_group_size(const RouterGroup *g) {
+        return g->n_members;
+}
+
+void router_set_retained_free(Router *r, void (*fn)(void *retained)) {
+        r->retained_free = fn;
 }
 
 size_t router_n_subscriptions(const Router *r) {

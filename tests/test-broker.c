@@ -284,16 +284,141 @@ Test(pubsub, duplicate_subscription_id) {
         stop();
 }
 
-Test(pubsub, queue_groups_are_refused_clearly) {
+/* SUBSCRIBE with a queue group named @group. */
+static void subscribe_group(int fd, uint32_t id, const char *filter, const char *group) {
         uint8_t meta[WIRE_META_SUBSCRIBE];
-        WireSubscribe ws = { .sub_id = 3, .group_len = 2 };
-        int s = raw_client(&tb, "sub", NULL);
+        WireSubscribe ws = { .sub_id = id, .group_len = (uint8_t)strlen(group) };
+        RawFrame f;
 
         wire_subscribe_encode(meta, &ws);
-        raw_send(s, WIRE_SUBSCRIBE, 0, 0, 4, meta, sizeof(meta), "y", "gr", 2);
-        raw_expect_error(s, WIRE_E_UNSUPPORTED, false);
+        raw_send(fd, WIRE_SUBSCRIBE, 0, 0, 500 + id, meta, sizeof(meta), filter, group, strlen(group));
+        raw_expect(fd, WIRE_ACK, &f);
+        raw_frame_free(&f);
+}
+
+Test(pubsub, queue_group_members_share_the_messages) {
+        enum { MEMBERS = 3, N = 300 };
+        int members[MEMBERS], plain = raw_client(&tb, "plain", NULL);
+        int other = raw_client(&tb, "other-group", NULL), p = raw_client(&tb, "pub", NULL);
+        int counts[MEMBERS] = { 0 }, i, k, total = 0;
+
+        for (k = 0; k < MEMBERS; k++) {
+                members[k] = raw_client(&tb, "worker", NULL);
+                subscribe_group(members[k], 7, k == 0 ? "jobs/#" : "jobs/+", "workers");
+        }
+        subscribe_group(other, 1, "jobs/#", "auditors");
+        raw_subscribe(plain, 1, "jobs/#", NULL, 0);
+        cr_assert(eq(i64, tb_status_number(&tb, "groups"), 2));
+        for (i = 0; i < N; i++)
+                raw_publish(p, "jobs/new", 1, "job", 3);
+        raw_sync(p);
+        /* Every plain subscriber and the one-member group get all; the
+         * workers share them, evenly. */
+        for (i = 0; i < N; i++) {
+                RawFrame f;
+                raw_expect(plain, WIRE_MESSAGE, &f);
+                raw_frame_free(&f);
+                raw_expect(other, WIRE_MESSAGE, &f);
+                raw_frame_free(&f);
+        }
+        for (k = 0; k < MEMBERS; k++) {
+                for (;;) {
+                        RawFrame f;
+                        WireDelivery d;
+                        if (raw_read(members[k], &f, 200) != 1)
+                                break;
+                        wire_delivery_decode(f.meta, &d);
+                        cr_assert(eq(u32, d.sub_id, 7));
+                        counts[k]++;
+                        raw_frame_free(&f);
+                }
+                total += counts[k];
+                cr_assert(eq(int, counts[k], N / MEMBERS), "member %d got %d of %d", k, counts[k], N);
+        }
+        cr_assert(eq(int, total, N));
+        for (k = 0; k < MEMBERS; k++)
+                close(members[k]);
+        close(plain);
+        close(other);
+        close(p);
+        stop();
+}
+
+Test(pubsub, retained_messages) {
+        int p = raw_client(&tb, "pub", NULL), s, s2, s3;
+        WireDelivery d;
+        RawFrame f;
+
+        raw_send(p, WIRE_PUBLISH, WIRE_F_RETAIN, 4, 0, NULL, 0, "state/door", "open", 4);
+        raw_send(p, WIRE_PUBLISH, WIRE_F_RETAIN, 4, 0, NULL, 0, "state/door", "closed", 6);
+        raw_send(p, WIRE_PUBLISH, WIRE_F_RETAIN, 5, 0, NULL, 0, "state/light", "on", 2);
+        raw_publish(p, "state/fan", 1, "not retained", 12);
+        raw_sync(p);
+        cr_assert(eq(i64, tb_status_number(&tb, "retained"), 2));
+
+        /* A new subscriber gets the last retained value of each matching
+         * topic, marked as retained, right after its ACK. */
+        s = raw_client(&tb, "late", NULL);
+        raw_subscribe(s, 3, "state/+", NULL, 0);
+        {
+                int seen_door = 0, seen_light = 0, i;
+                for (i = 0; i < 2; i++) {
+                        raw_expect(s, WIRE_MESSAGE, &f);
+                        cr_assert(eq(u32, f.h.flags & WIRE_F_RETAIN, WIRE_F_RETAIN));
+                        wire_delivery_decode(f.meta, &d);
+                        cr_assert(eq(u32, d.sub_id, 3));
+                        if (strcmp(f.topic, "state/door") == 0) {
+                                cr_assert(eq(u32, f.h.payload_len, 6));
+                                cr_assert(memcmp(f.payload, "closed", 6) == 0);
+                                cr_assert(eq(u64, d.seq, 2));
+                                seen_door++;
+                        } else {
+                                cr_assert(eq(str, f.topic, "state/light"));
+                                seen_light++;
+                        }
+                        raw_frame_free(&f);
+                }
+                cr_assert(seen_door == 1 && seen_light == 1 ? 1 : 0);
+        }
         raw_sync(s);
+        raw_expect_silence(s, 50);
+
+        /* Live messages are not marked retained. */
+        raw_publish(p, "state/fan", 1, "live", 4);
+        raw_expect(s, WIRE_MESSAGE, &f);
+        cr_assert(eq(u32, f.h.flags & WIRE_F_RETAIN, 0));
+        raw_frame_free(&f);
+
+        /* Type selection applies; NO_RETAINED skips them. */
+        {
+                uint32_t types[] = { 5 };
+                s2 = raw_client(&tb, "typed", NULL);
+                raw_subscribe(s2, 1, "state/#", types, 1);
+                raw_expect(s2, WIRE_MESSAGE, &f);
+                cr_assert(eq(str, f.topic, "state/light"));
+                raw_frame_free(&f);
+                raw_sync(s2);
+                raw_expect_silence(s2, 50);
+        }
+        {
+                uint8_t meta[WIRE_META_SUBSCRIBE];
+                wire_subscribe_encode(meta, &(WireSubscribe){ .sub_id = 1, .flags = WIRE_SUB_F_NO_RETAINED });
+                s3 = raw_client(&tb, "fresh", NULL);
+                raw_send(s3, WIRE_SUBSCRIBE, 0, 0, 9, meta, sizeof(meta), "state/#", NULL, 0);
+                raw_expect(s3, WIRE_ACK, &f);
+                raw_frame_free(&f);
+                raw_sync(s3);
+                raw_expect_silence(s3, 50);
+        }
+
+        /* An empty retained publish clears it. */
+        raw_send(p, WIRE_PUBLISH, WIRE_F_RETAIN, 4, 0, NULL, 0, "state/door", NULL, 0);
+        raw_sync(p);
+        cr_assert(eq(i64, tb_status_number(&tb, "retained"), 1));
         close(s);
+        close(s2);
+        close(s3);
+        close(p);
         stop();
 }
 

@@ -93,7 +93,7 @@ static Subscription *add_typed(Owner *o, uint32_t id, const char *filter, const 
 
         cr_assert(eq(int, topic_filter_check(filter, strlen(filter), 1024), TOPIC_OK),
                   "test bug: invalid filter \"%s\"", filter);
-        s = subscription_new(&o->ro, id, filter, strlen(filter), types, n_types);
+        s = subscription_new(&o->ro, id, filter, strlen(filter), types, n_types, NULL, 0);
         cr_assert(not(zero(ptr, s)));
         remember(s);
         cr_assert(eq(int, router_add(router, s), 0));
@@ -120,7 +120,7 @@ static Visits match(const char *topic, uint32_t type) {
 
         cr_assert(eq(int, topic_name_check(topic, strlen(topic), 1024), TOPIC_OK),
                   "test bug: invalid topic \"%s\"", topic);
-        n = router_match(router, topic, strlen(topic), type, on_visit, &v);
+        n = router_match(router, topic, strlen(topic), type, on_visit, NULL, &v);
         cr_assert(eq(sz, n, v.n), "return value is the number of visits");
         for (size_t i = 0; i < v.n; i++) {
                 Subscription *s = v.subs[i];
@@ -224,7 +224,7 @@ Test(router, same_filter_many_subscriptions) {
 Test(router, remove_of_never_added_is_a_noop) {
         Owner o = { 0 };
         Subscription *kept = add(&o, 1, "k");
-        Subscription *s = subscription_new(&o.ro, 2, "a/b", 3, NULL, 0);
+        Subscription *s = subscription_new(&o.ro, 2, "a/b", 3, NULL, 0, NULL, 0);
 
         cr_assert(not(zero(ptr, s)));
         cr_assert(zero(ptr, (void *)s->node));
@@ -245,7 +245,7 @@ Test(router, subscription_new_copies) {
         Owner o = { 0 };
         char filter[] = "a/+/c";
         uint32_t types[] = { 7, 8, 9 };
-        Subscription *s = subscription_new(&o.ro, 42, filter, strlen(filter), types, 3);
+        Subscription *s = subscription_new(&o.ro, 42, filter, strlen(filter), types, 3, NULL, 0);
 
         cr_assert(not(zero(ptr, s)));
         filter[0] = 'z';
@@ -693,4 +693,123 @@ Test(router, many_topics) {
                 cr_assert(not(zero(ptr, t)), "%s", name);
                 cr_assert(eq(u64, t->seq, i + 1));
         }
+}
+
+/* ---- Queue groups and topic iteration ---- */
+
+typedef struct GroupVisits {
+        size_t plain;
+        size_t groups;
+        size_t cands[8];
+        uint32_t rr_seen[8];
+} GroupVisits;
+
+static void count_plain(Subscription *s, void *userdata) {
+        GroupVisits *v = userdata;
+        (void)s;
+        v->plain++;
+}
+
+static void count_group(Subscription **cands, size_t n, uint32_t *rr, void *userdata) {
+        GroupVisits *v = userdata;
+        cr_assert(lt(sz, v->groups, 8));
+        v->cands[v->groups] = n;
+        v->rr_seen[v->groups] = *rr;
+        (*rr)++;
+        v->groups++;
+        (void)cands;
+}
+
+Test(router_groups, one_call_per_group_with_every_matching_member) {
+        Router *r;
+        RouterOwner o[5] = { 0 };
+        Subscription *s[5];
+        GroupVisits v = { 0 };
+        size_t i;
+
+        cr_assert(eq(int, router_new(&r), 0));
+        s[0] = subscription_new(&o[0], 1, "a/#", 3, NULL, 0, "workers", 7);
+        s[1] = subscription_new(&o[1], 1, "a/b", 3, NULL, 0, "workers", 7);
+        s[2] = subscription_new(&o[2], 1, "a/+", 3, NULL, 0, "workers", 7);
+        s[3] = subscription_new(&o[3], 1, "a/b", 3, NULL, 0, "others", 6);
+        s[4] = subscription_new(&o[4], 1, "#", 1, NULL, 0, NULL, 0);
+        for (i = 0; i < 5; i++)
+                cr_assert(eq(int, router_add(r, s[i]), 0));
+        cr_assert(eq(sz, router_n_groups(r), 2));
+
+        cr_assert(eq(sz, router_match(r, "a/b", 3, 1, count_plain, count_group, &v), 3));
+        cr_assert(eq(sz, v.plain, 1));
+        cr_assert(eq(sz, v.groups, 2));
+        cr_assert(eq(sz, v.cands[0] + v.cands[1], 4), "3 workers and 1 other");
+        cr_assert(eq(sz, v.cands[0] * v.cands[1], 3), "3 workers and 1 other");
+
+        /* "a/c" reaches only two workers, and the group's turn counter moved on. */
+        memset(&v, 0, sizeof(v));
+        router_match(r, "a/c", 3, 1, count_plain, count_group, &v);
+        cr_assert(eq(sz, v.groups, 1));
+        cr_assert(eq(sz, v.cands[0], 2));
+        cr_assert(eq(u32, v.rr_seen[0], 1));
+
+        /* Groups go with their last member. */
+        for (i = 0; i < 5; i++) {
+                router_remove(r, s[i]);
+                subscription_free(s[i]);
+        }
+        cr_assert(eq(sz, router_n_groups(r), 0));
+        cr_assert(eq(sz, router_n_nodes(r), 1));
+        router_free(r);
+}
+
+typedef struct TopicList {
+        char names[16][64];
+        size_t n;
+} TopicList;
+
+static void collect_topic(const char *name, size_t len, RouterTopic *t, void *userdata) {
+        TopicList *l = userdata;
+        (void)t;
+        cr_assert(lt(sz, l->n, 16));
+        snprintf(l->names[l->n++], 64, "%.*s", (int)len, name);
+}
+
+static bool listed(const TopicList *l, const char *name) {
+        for (size_t i = 0; i < l->n; i++)
+                if (strcmp(l->names[i], name) == 0)
+                        return true;
+        return false;
+}
+
+Test(router_groups, topics_matching_a_filter) {
+        static const char *topics[] = { "a", "a/b", "a/b/c", "a/c", "x/b", "$SYS/load", "/lead", "a//e" };
+        static const struct {
+                const char *filter;
+                size_t n;
+                const char *must[4];
+        } cases[] = {
+                { "#", 7, { "a", "a/b/c", "/lead", "a//e" } },
+                { "a/#", 5, { "a", "a/b", "a/c", "a//e" } },
+                { "+/b", 2, { "a/b", "x/b" } },
+                { "a/+/c", 1, { "a/b/c" } },
+                { "$SYS/#", 1, { "$SYS/load" } },
+                { "+/load", 0, { NULL } },
+                { "+/lead", 1, { "/lead" } },
+                { "a/b", 1, { "a/b" } },
+                { "nothing", 0, { NULL } },
+        };
+        Router *r;
+        size_t i, k;
+        int err;
+
+        cr_assert(eq(int, router_new(&r), 0));
+        for (i = 0; i < ARRAY_SIZE(topics); i++)
+                cr_assert(router_topic(r, topics[i], strlen(topics[i]), true, 100, &err) != NULL);
+        for (i = 0; i < ARRAY_SIZE(cases); i++) {
+                TopicList l = { 0 };
+                router_match_topics(r, cases[i].filter, strlen(cases[i].filter), collect_topic, &l);
+                cr_assert(eq(sz, l.n, cases[i].n), "filter %s", cases[i].filter);
+                for (k = 0; k < 4 && cases[i].must[k]; k++)
+                        cr_assert(listed(&l, cases[i].must[k]), "filter %s misses %s", cases[i].filter,
+                                  cases[i].must[k]);
+        }
+        router_free(r);
 }

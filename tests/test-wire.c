@@ -680,6 +680,7 @@ static const ErrorRow error_rows[] = {
         { WIRE_E_INTERNAL, "internal", -EIO },
         { WIRE_E_SLOW_CONSUMER, "slow-consumer", -ENOBUFS },
         { WIRE_E_BAD_COMMAND, "bad-command", -EINVAL },
+        { WIRE_E_NO_SUCH_REQUEST, "no-such-request", -ESRCH },
 };
 
 Test(names, error_codes) {
