@@ -48,6 +48,11 @@ int tb_wait_fd_count(const TestBroker *b, int want);
 int tb_fd_baseline(const TestBroker *b);
 /* A number from the broker's status document (ADMIN "status"), or -1. */
 long long tb_status_number(const TestBroker *b, const char *key);
+/* A number from the status document, asked on connection @fd. */
+long long raw_status_number(int fd, const char *key);
+/* Waits (asking on @fd) until the broker counts @n clients: connections
+ * closed before are then gone on its side too. */
+void raw_wait_clients(int fd, long long n);
 /* The broker's resident set in KiB. */
 long tb_rss_kib(const TestBroker *b);
 

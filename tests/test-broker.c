@@ -548,6 +548,7 @@ Test(limits, connection_limit) {
 
         tb_start(&tb, args);
         a = raw_client(&tb, "1", NULL);
+        raw_wait_clients(a, 1); /* the start-up probe is gone */
         b = raw_client(&tb, "2", NULL);
         c = raw_client(&tb, "3", NULL);
         d = raw_connect(&tb);
