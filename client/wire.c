@@ -278,6 +278,7 @@ static const struct {
         [WIRE_E_SLOW_CONSUMER] = { "slow-consumer", ENOBUFS },
         [WIRE_E_BAD_COMMAND] = { "bad-command", EINVAL },
         [WIRE_E_NO_SUCH_REQUEST] = { "no-such-request", ESRCH },
+        [WIRE_E_BAD_CONFIG] = { "bad-config", EINVAL },
 };
 
 const char *wire_error_name(unsigned code) {

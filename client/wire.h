@@ -85,6 +85,7 @@ typedef enum WireError {
         WIRE_E_SLOW_CONSUMER = 19,
         WIRE_E_BAD_COMMAND = 20,  /* unknown ADMIN command */
         WIRE_E_NO_SUCH_REQUEST = 21, /* REPLY to a request that is unknown, expired, or not this client's */
+        WIRE_E_BAD_CONFIG = 22,   /* ADMIN reload: the file is invalid; the running configuration stays */
         _WIRE_E_MAX,
 } WireError;
 

@@ -8,11 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker.h"
 #include "listener.h"
 #include "protocol.h"
+#include "sd.h"
 #include "log.h"
 #include "util.h"
 
@@ -38,16 +40,128 @@ void broker_config_defaults(BrokerConfig *cfg) {
         };
 }
 
+/* The settings in effect: the file's, then what the command line says. */
+static void settings_compute(Broker *b) {
+        const ConfigLimits *l = &b->conf->limits;
+        BrokerConfig *s = &b->config;
+        char *path = s->socket_path;
+
+        broker_config_defaults(s);
+        s->socket_path = path;
+        s->max_payload = l->max_payload;
+        s->max_topic_len = (uint16_t)l->max_topic_length;
+        s->max_subscriptions = l->max_subscriptions;
+        s->out_queue_bytes = (size_t)l->queue_bytes;
+        s->queue_fds = l->queue_fds;
+        s->queue_messages = l->queue_messages;
+        s->user_queue_bytes = (size_t)l->user_queue_bytes;
+        s->user_fds = l->user_fds;
+        s->max_connections_per_user = l->max_connections_per_user;
+        s->retained_max_messages = l->retained_max_messages;
+        s->retained_max_bytes = (size_t)l->retained_max_bytes;
+        s->max_fds_per_msg = (uint8_t)l->max_fds_per_message;
+        s->max_bulk_size = l->max_bulk_size;
+        s->max_topics = l->max_topics;
+        s->max_connections = l->max_connections;
+
+        if (b->cli_set & BROKER_SET_SOCKET_MODE)
+                s->socket_mode = b->cli.socket_mode;
+        if (b->cli_set & BROKER_SET_QUEUE_BYTES)
+                s->out_queue_bytes = b->cli.out_queue_bytes;
+        if (b->cli_set & BROKER_SET_MAX_CONNECTIONS)
+                s->max_connections = b->cli.max_connections;
+        if (b->cli_set & BROKER_SET_OVERFLOW)
+                s->overflow = b->cli.overflow;
+        if (b->cli_set & BROKER_SET_MAX_FDS)
+                s->max_fds_per_msg = b->cli.max_fds_per_msg;
+        if (b->cli_set & BROKER_SET_MAX_BULK)
+                s->max_bulk_size = b->cli.max_bulk_size;
+
+        b->limits = (WireLimits){
+                .max_payload = s->max_payload,
+                .max_topic_len = s->max_topic_len,
+                .max_fds = s->max_fds_per_msg,
+        };
+        log_set_max_level(b->log_level_cli >= 0 ? b->log_level_cli : b->conf->log_level);
+        log_set_journal(b->conf->log_target == LOG_TARGET_JOURNAL ||
+                        (b->conf->log_target == LOG_TARGET_AUTO && systemd_stderr_is_journal()));
+}
+
+/* Loads the file: a missing file at the default path means the built-in
+ * defaults; one the user named must exist. */
+static int conf_read(Broker *b, Config **ret, char **ret_error) {
+        struct stat st;
+
+        *ret_error = NULL;
+        if (!b->conf_explicit && stat(b->conf_path, &st) < 0 && errno == ENOENT)
+                return config_new_default(ret);
+        return config_load(b->conf_path, ret, ret_error);
+}
+
+/* Recomputes what each subscription's access rules let it read. */
+static void subscriptions_reauthorize(Broker *b) {
+        Connection *c;
+        size_t i;
+
+        for (c = b->conns; c; c = c->next)
+                for (i = 0; i < c->n_subs; i++)
+                        protocol_authorize_subscription(c, c->subs[i]);
+}
+
+int broker_reload(Broker *b, char **ret_error) {
+        char *error = NULL, status[128];
+        Config *n = NULL;
+        int r;
+
+        systemd_notify_reloading("Reloading configuration");
+        r = conf_read(b, &n, &error);
+        if (r < 0) {
+                b->reload_failures++;
+                log_error("Configuration not reloaded, keeping the running one: %s",
+                          error ? error : strerror(-r));
+                systemd_notify_ready("Running (last reload failed)");
+                if (ret_error)
+                        *ret_error = error ? error : strdup(strerror(-r));
+                else
+                        free(error);
+                return r;
+        }
+        config_free(b->conf);
+        b->conf = n;
+        b->conf_gen++;
+        b->reloads++;
+        clock_gettime(CLOCK_REALTIME, &b->conf_loaded);
+        settings_compute(b);
+        subscriptions_reauthorize(b);
+        log_notice("Configuration reloaded from %s", b->conf->path ? b->conf->path : "built-in defaults");
+        snprintf(status, sizeof(status), "Running: %zu clients", b->n_conns);
+        systemd_notify_ready(status);
+        return 0;
+}
+
+const ConfigTopicRule *broker_topic_rule(Broker *b, RouterTopic *t, const char *name, size_t len) {
+        if (t->rule_gen != b->conf_gen + 1) {
+                t->rule = config_topic_rule(b->conf, name, len);
+                t->rule_gen = b->conf_gen + 1;
+        }
+        return t->rule;
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         Broker *b = userdata;
 
         if (sig == SIGHUP) {
-                log_notice("SIGHUP received; this version has no configuration to reload, ignoring");
+                log_notice("SIGHUP received, reloading %s", b->conf_path);
+                broker_reload(b, NULL);
                 return;
         }
         log_notice("Received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         b->stopping = true;
         event_base_loopbreak(b->base);
+}
+
+static void on_watchdog(evutil_socket_t fd, short what, void *userdata) {
+        systemd_notify_watchdog();
 }
 
 /* Raises the soft fd limit to the hard one: every client costs an fd, and
@@ -66,20 +180,96 @@ static size_t raise_nofile(void) {
         return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 30) ? (1u << 30) : (size_t)rl.rlim_cur;
 }
 
-int broker_new(Broker **ret, BrokerConfig *cfg) {
+static int listener_add(Broker *b, Listener *l) {
+        Listener **n = realloc(b->listeners, (b->n_listeners + 1) * sizeof(*n));
+        if (!n) {
+                listener_free(l);
+                return -ENOMEM;
+        }
+        b->listeners = n;
+        b->listeners[b->n_listeners++] = l;
+        return 0;
+}
+
+/* Socket activation, else --socket, else the file's listen entries, else
+ * the default path. */
+static int listen_all(Broker *b, const BrokerOptions *o) {
+        SystemdSocket *socks = NULL;
+        char *error = NULL, path[4096];
+        Listener *l;
+        size_t i;
+        int n, r = 0;
+
+        n = systemd_listen_sockets(&socks, &error);
+        if (n < 0) {
+                log_error("Socket activation failed: %s", error ? error : strerror(-n));
+                free(error);
+                return n;
+        }
+        if (n > 0) {
+                for (i = 0; i < (size_t)n; i++) {
+                        r = listener_new_from_fd(&l, b, socks[i].fd);
+                        socks[i].fd = -1; /* the listener owns it now, or closed it */
+                        if (r < 0 || (r = listener_add(b, l)) < 0)
+                                break;
+                }
+                systemd_sockets_free(socks, (size_t)n);
+                return r < 0 ? r : 0;
+        }
+        if (o->socket_path) {
+                r = listener_new(&l, b, o->socket_path, b->config.socket_mode, -1);
+                return r < 0 ? r : listener_add(b, l);
+        }
+        for (i = 0; i < b->conf->n_listen; i++) {
+                const ConfigListen *cl = &b->conf->listen[i];
+                r = listener_new(&l, b, cl->path,
+                                 b->cli_set & BROKER_SET_SOCKET_MODE ? b->config.socket_mode : cl->mode,
+                                 cl->has_group ? (int64_t)cl->gid : -1);
+                if (r < 0)
+                        return r;
+                r = listener_add(b, l);
+                if (r < 0)
+                        return r;
+        }
+        if (b->n_listeners > 0)
+                return 0;
+        r = wire_default_socket_path(path, sizeof(path));
+        if (r < 0)
+                return log_error_errno(r, "The default socket path is too long: %m");
+        r = listener_new(&l, b, path, b->config.socket_mode, -1);
+        if (r < 0)
+                return r;
+        return listener_add(b, l);
+}
+
+int broker_new(Broker **ret, const BrokerOptions *o) {
+        char *error = NULL;
         Broker *b;
         int r;
 
         b = calloc(1, sizeof(*b));
         if (!b)
                 return -ENOMEM;
-        b->config = *cfg;
-        *cfg = (BrokerConfig){ 0 };
-        b->limits = (WireLimits){
-                .max_payload = b->config.max_payload,
-                .max_topic_len = b->config.max_topic_len,
-                .max_fds = b->config.max_fds_per_msg,
-        };
+        b->conf_path = strdup(o->config_path);
+        if (!b->conf_path) {
+                free(b);
+                return -ENOMEM;
+        }
+        b->conf_explicit = o->config_explicit;
+        b->cli = o->cli;
+        b->cli.socket_path = NULL;
+        b->cli_set = o->cli_set;
+        b->log_level_cli = o->log_level_cli;
+        b->owner_uid = geteuid();
+        broker_config_defaults(&b->config);
+        r = conf_read(b, &b->conf, &error);
+        if (r < 0) {
+                log_error("%s", error ? error : strerror(-r));
+                free(error);
+                goto fail;
+        }
+        clock_gettime(CLOCK_REALTIME, &b->conf_loaded);
+        settings_compute(b);
         b->next_id = 1;
         clock_gettime(CLOCK_MONOTONIC, &b->started);
         /* Half the fds for messages in flight, half for connections. */
@@ -103,7 +293,16 @@ int broker_new(Broker **ret, BrokerConfig *cfg) {
                 r = -ENOMEM;
                 goto fail;
         }
-        r = listener_new(&b->listener, b, b->config.socket_path, b->config.socket_mode);
+        if (systemd_watchdog_interval_usec() > 0) {
+                uint64_t us = systemd_watchdog_interval_usec();
+                struct timeval tv = { .tv_sec = (time_t)(us / 1000000), .tv_usec = (suseconds_t)(us % 1000000) };
+                b->ev_watchdog = event_new(b->base, -1, EV_PERSIST, on_watchdog, b);
+                if (!b->ev_watchdog || event_add(b->ev_watchdog, &tv) < 0) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+        }
+        r = listen_all(b, o);
         if (r < 0)
                 goto fail;
         *ret = b;
@@ -114,22 +313,29 @@ fail:
 }
 
 Broker *broker_free(Broker *b) {
+        size_t i;
+
         if (!b)
                 return NULL;
         while (b->conns)
                 broker_drop_connection(b, b->conns, NULL);
-        b->listener = listener_free(b->listener);
+        for (i = 0; i < b->n_listeners; i++)
+                listener_free(b->listeners[i]);
+        free(b->listeners);
         if (b->ev_sigterm)
                 event_free(b->ev_sigterm);
         if (b->ev_sigint)
                 event_free(b->ev_sigint);
         if (b->ev_sighup)
                 event_free(b->ev_sighup);
+        if (b->ev_watchdog)
+                event_free(b->ev_watchdog);
         router_free(b->router);
         if (b->base)
                 event_base_free(b->base);
         free(b->rbuf);
-        free(b->config.socket_path);
+        config_free(b->conf);
+        free(b->conf_path);
         free(b);
         return NULL;
 }
@@ -268,15 +474,23 @@ void broker_flush_pending(Broker *b) {
 }
 
 int broker_run(Broker *b) {
+        char status[256];
         Connection *c;
+        size_t i;
 
-        log_notice("ipcd %s listening on %s", PACKAGE_VERSION, listener_path(b->listener));
+        for (i = 0; i < b->n_listeners; i++)
+                log_notice("ipcd %s listening on %s", PACKAGE_VERSION, listener_path(b->listeners[i]));
+        snprintf(status, sizeof(status), "Listening on %s", listener_path(b->listeners[0]));
+        systemd_notify_ready(status);
         while (!b->stopping) {
                 if (event_base_loop(b->base, EVLOOP_ONCE) < 0)
                         return log_error_errno(EIO, "Event loop failed");
         }
+        systemd_notify_stopping("Shutting down");
         /* Stop taking clients, then give each queue one last chance. */
-        b->listener = listener_free(b->listener);
+        for (i = 0; i < b->n_listeners; i++)
+                listener_free(b->listeners[i]);
+        b->n_listeners = 0;
         for (c = b->conns; c; c = c->next)
                 if (c->out_count > 0)
                         broker_schedule_flush(b, c);
@@ -320,7 +534,12 @@ char *broker_status_json(Broker *b, size_t *ret_len) {
         json_string(f, PACKAGE_VERSION);
         fprintf(f, ",\"pid\":%d,\"uptime_sec\":%lld,\"socket\":", (int)getpid(),
                 (long long)(now.tv_sec - b->started.tv_sec));
-        json_string(f, b->listener ? listener_path(b->listener) : "");
+        json_string(f, b->n_listeners > 0 ? listener_path(b->listeners[0]) : "");
+        fprintf(f, ",\"config\":");
+        json_string(f, b->conf->path ? b->conf->path : "");
+        fprintf(f, ",\"config_loaded\":%lld,\"reloads\":%llu,\"reload_failures\":%llu",
+                (long long)b->conf_loaded.tv_sec, (unsigned long long)b->reloads,
+                (unsigned long long)b->reload_failures);
         fprintf(f,
                 ",\"clients\":%zu,\"topics\":%zu,\"subscriptions\":%zu,\"groups\":%zu"
                 ",\"retained\":%zu,\"retained_bytes\":%zu"

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "conf.h"
 #include "connection.h"
 #include "router.h"
 #include "wire.h"
@@ -44,6 +45,26 @@ typedef struct BrokerConfig {
 /* Fills @cfg with the built-in defaults (socket_path NULL). */
 void broker_config_defaults(BrokerConfig *cfg);
 
+/* Settings given on the command line: they win over the file, at start and
+ * at every reload. */
+enum {
+        BROKER_SET_SOCKET_MODE = 1u << 0,
+        BROKER_SET_QUEUE_BYTES = 1u << 1,
+        BROKER_SET_MAX_CONNECTIONS = 1u << 2,
+        BROKER_SET_OVERFLOW = 1u << 3,
+        BROKER_SET_MAX_FDS = 1u << 4,
+        BROKER_SET_MAX_BULK = 1u << 5,
+};
+
+typedef struct BrokerOptions {
+        const char *config_path; /* the file to load, and to reload */
+        bool config_explicit;    /* given by the user: it must exist */
+        const char *socket_path; /* --socket, or NULL */
+        BrokerConfig cli;        /* values of the BROKER_SET_* bits in cli_set */
+        uint32_t cli_set;
+        int log_level_cli;       /* -v/-q, or -1 */
+} BrokerOptions;
+
 typedef struct BrokerStats {
         uint64_t msgs_in;
         uint64_t msgs_out;
@@ -61,10 +82,22 @@ typedef struct BrokerStats {
 
 struct Broker {
         struct event_base *base;
-        BrokerConfig config;
+        BrokerConfig config;  /* in effect: the file, then the command line */
+        Config *conf;         /* the file as loaded (or the built-in defaults) */
+        char *conf_path;
+        bool conf_explicit;
+        struct timespec conf_loaded; /* CLOCK_REALTIME */
+        uint32_t conf_gen;    /* counts loads: cached topic rules are stale */
+        BrokerConfig cli;
+        uint32_t cli_set;
+        int log_level_cli;
+        uid_t owner_uid;      /* may do everything, like root */
         WireLimits limits;
         Router *router;
-        Listener *listener;
+        Listener **listeners;
+        size_t n_listeners;
+        struct event *ev_watchdog;
+        uint64_t reloads, reload_failures;
         Connection *conns;
         size_t n_conns;
         uint32_t next_id;
@@ -80,8 +113,19 @@ struct Broker {
         bool stopping;
 };
 
-/* Takes ownership of @cfg's allocations. Binds the socket. */
-int broker_new(Broker **ret, BrokerConfig *cfg);
+/* Loads the configuration, then listens: on the sockets systemd passed,
+ * else --socket, else the file's listen entries, else the default path.
+ * Setup errors are logged; returns 0 or a negative errno. */
+int broker_new(Broker **ret, const BrokerOptions *o);
+
+/* Re-reads the configuration file and applies it to everything, existing
+ * connections included. On an error the running configuration stays, and
+ * *ret_error (when not NULL) says why, malloc'd. Returns 0 or a negative
+ * errno. */
+int broker_reload(Broker *b, char **ret_error);
+
+/* The topic rule for @t (named @name), cached per topic until a reload. */
+const ConfigTopicRule *broker_topic_rule(Broker *b, RouterTopic *t, const char *name, size_t len);
 Broker *broker_free(Broker *b);
 
 /* Runs the loop until SIGTERM/SIGINT; then flushes what it can, closes every

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "acl.h"
 #include "broker.h"
 #include "connection.h"
 #include "log.h"
@@ -91,6 +92,12 @@ int connection_new(Connection **ret, Broker *b, int fd, uint32_t id, pid_t pid, 
         c->pid = pid;
         c->uid = uid;
         c->gid = gid;
+        /* Supplementary groups count for the access rules; a kernel too old
+         * to tell (before 4.13) leaves only the primary group. */
+        if (acl_peer_groups(fd, &c->groups, &c->n_groups) < 0) {
+                c->groups = NULL;
+                c->n_groups = 0;
+        }
         c->ev_read = event_new(b->base, fd, EV_READ | EV_PERSIST, on_read, c);
         c->ev_write = event_new(b->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
         if (!c->ev_read || !c->ev_write || event_add(c->ev_read, NULL) < 0) {
@@ -153,6 +160,7 @@ Connection *connection_free(Connection *c) {
         for (i = 0; i < c->fdq_len; i++)
                 safe_close(c->fdq[i]);
         free(c->fdq);
+        free(c->groups);
         if (c->ev_read)
                 event_free(c->ev_read);
         if (c->ev_write)
@@ -428,9 +436,16 @@ void connection_error(Connection *c, WireError code, unsigned ref_kind, uint64_t
                 if (c->ev_linger)
                         evtimer_add(c->ev_linger, &linger);
                 broker_schedule_flush(c->broker, c);
-                if (fatal)
-                        log_info("client %u (pid %d, uid %d) disconnected: %s", c->id, (int)c->pid,
-                                 (int)c->uid, text);
+                if (fatal) {
+                        char f_id[32], f_pid[32], f_uid[32], f_err[64];
+                        const char *fields[] = { f_id, f_pid, f_uid, f_err, NULL };
+                        snprintf(f_id, sizeof(f_id), "IPCD_CLIENT_ID=%u", c->id);
+                        snprintf(f_pid, sizeof(f_pid), "IPCD_CLIENT_PID=%d", (int)c->pid);
+                        snprintf(f_uid, sizeof(f_uid), "IPCD_CLIENT_UID=%d", (int)c->uid);
+                        snprintf(f_err, sizeof(f_err), "IPCD_ERROR=%s", wire_error_name(code));
+                        log_fields(LOG_INFO, 0, fields, "client %u (pid %d, uid %d) disconnected: %s",
+                                   c->id, (int)c->pid, (int)c->uid, text);
+                }
         }
 }
 

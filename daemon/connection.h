@@ -104,6 +104,8 @@ typedef struct Connection {
         pid_t pid;
         uid_t uid;
         gid_t gid;
+        gid_t *groups;  /* supplementary groups (SO_PEERGROUPS) */
+        size_t n_groups;
         char name[WIRE_MAX_CLIENT_NAME + 1];
 
         /* Bytes of a frame that has not completely arrived yet. Empty (and

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <stddef.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -135,7 +136,51 @@ static void on_accept(evutil_socket_t fd, short what, void *userdata) {
         }
 }
 
-int listener_new(Listener **ret, Broker *b, const char *path, mode_t mode) {
+static int listener_watch(Listener *l) {
+        l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        l->ev = event_new(l->broker->base, l->fd, EV_READ | EV_PERSIST, on_accept, l);
+        if (!l->ev || event_add(l->ev, NULL) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int listener_new_from_fd(Listener **ret, Broker *b, int fd) {
+        struct sockaddr_un sa = { 0 };
+        socklen_t len = sizeof(sa);
+        Listener *l;
+        int flags, r;
+
+        l = calloc(1, sizeof(*l));
+        if (!l) {
+                safe_close(fd);
+                return -ENOMEM;
+        }
+        l->broker = b;
+        l->fd = fd;
+        l->reserve_fd = -1;
+        flags = fcntl(fd, F_GETFL);
+        if (flags >= 0)
+                fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && len > offsetof(struct sockaddr_un, sun_path) &&
+            sa.sun_path[0])
+                l->path = strndup(sa.sun_path, sizeof(sa.sun_path));
+        else
+                l->path = strdup("(socket from systemd)");
+        if (!l->path) {
+                listener_free(l);
+                return -ENOMEM;
+        }
+        r = listener_watch(l);
+        if (r < 0) {
+                listener_free(l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
+int listener_new(Listener **ret, Broker *b, const char *path, mode_t mode, int64_t gid) {
         Listener *l;
         struct stat st;
         int r;
@@ -160,6 +205,11 @@ int listener_new(Listener **ret, Broker *b, const char *path, mode_t mode) {
                 l->dev = st.st_dev;
                 l->ino = st.st_ino;
         }
+        if (gid >= 0 && chown(path, (uid_t)-1, (gid_t)gid) < 0) {
+                r = log_error_errno(errno, "Failed to set the group of %s to %lld: %m", path,
+                                    (long long)gid);
+                goto fail;
+        }
         if (chmod(path, mode) < 0) {
                 r = log_error_errno(errno, "Failed to set mode of %s: %m", path);
                 goto fail;
@@ -168,12 +218,9 @@ int listener_new(Listener **ret, Broker *b, const char *path, mode_t mode) {
                 r = log_error_errno(errno, "Failed to listen on %s: %m", path);
                 goto fail;
         }
-        l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        l->ev = event_new(b->base, l->fd, EV_READ | EV_PERSIST, on_accept, l);
-        if (!l->ev || event_add(l->ev, NULL) < 0) {
-                r = -ENOMEM;
+        r = listener_watch(l);
+        if (r < 0)
                 goto fail;
-        }
         *ret = l;
         return 0;
 fail:

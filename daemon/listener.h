@@ -12,8 +12,14 @@
 typedef struct Broker Broker;
 typedef struct Listener Listener;
 
-/* Binds and listens on @path with @mode; registers with @b's loop. */
-int listener_new(Listener **ret, Broker *b, const char *path, mode_t mode);
+#include <stdint.h>
+
+/* Binds and listens on @path with @mode (and group @gid unless it is -1);
+ * registers with @b's loop. */
+int listener_new(Listener **ret, Broker *b, const char *path, mode_t mode, int64_t gid);
+/* Takes a listening socket systemd passed (ownership passes, even on
+ * failure). Its file is systemd's: it is never removed. */
+int listener_new_from_fd(Listener **ret, Broker *b, int fd);
 /* Stops accepting, closes the socket and removes the socket file if it is
  * still the one this listener created. */
 Listener *listener_free(Listener *l);

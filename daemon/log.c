@@ -8,8 +8,14 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "sd.h"
 
 static int max_level = LOG_NOTICE;
+static bool to_journal;
+
+void log_set_journal(bool on) {
+        to_journal = on;
+}
 
 void log_set_max_level(int level) {
         max_level = level < LOG_EMERG ? LOG_EMERG : level > LOG_DEBUG ? LOG_DEBUG : level;
@@ -37,10 +43,9 @@ static const char *level_name(int level) {
         }
 }
 
-int log_internal(int level, int err, const char *fmt, ...) {
+static int log_va(int level, int err, const char *const *fields, const char *fmt, va_list ap) {
         int saved = errno;
         char buf[2048];
-        va_list ap;
 
         err = abs(err);
         if (level > max_level) {
@@ -48,10 +53,29 @@ int log_internal(int level, int err, const char *fmt, ...) {
                 return -err;
         }
         errno = err; /* for %m */
-        va_start(ap, fmt);
         vsnprintf(buf, sizeof(buf), fmt, ap);
-        va_end(ap);
-        fprintf(stderr, "ipcd[%d]: %s: %s\n", (int)getpid(), level_name(level), buf);
+        if (!to_journal || systemd_journal_log(level, buf, fields) < 0)
+                fprintf(stderr, "ipcd[%d]: %s: %s\n", (int)getpid(), level_name(level), buf);
         errno = saved;
         return -err;
+}
+
+int log_internal(int level, int err, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = log_va(level, err, NULL, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+int log_fields(int level, int err, const char *const *fields, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = log_va(level, err, fields, fmt, ap);
+        va_end(ap);
+        return r;
 }

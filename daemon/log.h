@@ -9,8 +9,17 @@
 
 #include <syslog.h>
 
+#include <stdbool.h>
+
 void log_set_max_level(int level);
 int log_get_max_level(void);
+/* Send messages to the journal (with structured fields) instead of stderr. */
+void log_set_journal(bool on);
+
+/* Like log_internal, with extra journal fields ("IPCD_CLIENT_PID=42", NULL
+ * terminated) that stderr shows as nothing. */
+int log_fields(int level, int err, const char *const *fields, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 
 /* Logs at @level when enabled; `%m` expands to strerror(@err) when @err is a
  * (positive or negative) errno. Returns -abs(@err) so callers can

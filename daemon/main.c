@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "conf.h"
 #include "log.h"
 #include "util.h"
 #include "wire.h"
@@ -20,8 +21,13 @@ static void help(void) {
                "\n"
                "Local message broker: routes typed messages between topics over a Unix socket.\n"
                "\n"
-               "  -s, --socket PATH          listen on PATH (default: $RUNTIME_DIRECTORY/ipcd.sock,\n"
-               "                             $XDG_RUNTIME_DIR/ipcd.sock or /run/ipcd/ipcd.sock)\n"
+               "  -c, --config FILE          configuration file (default " IPCD_DEFAULT_CONFIG ";\n"
+               "                             built-in defaults when that one does not exist)\n"
+               "      --check-config[=FILE]  validate the configuration and exit\n"
+               "  -s, --socket PATH          listen on PATH, overriding the file (default: socket\n"
+               "                             activation, the file's listen entries, else\n"
+               "                             $RUNTIME_DIRECTORY/ipcd.sock, $XDG_RUNTIME_DIR/ipcd.sock\n"
+               "                             or /run/ipcd/ipcd.sock)\n"
                "      --socket-mode MODE     permissions of the socket file, octal (default 0600)\n"
                "      --max-queue-bytes N    per-connection output queue limit (default 8388608)\n"
                "      --max-connections N    connections at once (default 16384)\n"
@@ -34,7 +40,11 @@ static void help(void) {
                "  -h, --help                 show this help\n"
                "      --version              show the version\n"
                "\n"
-               "Exit status: 0 after SIGTERM/SIGINT, 1 on a setup error, 2 on a usage error.\n");
+               "Options that set limits override the file's values, at start and at reload.\n"
+               "SIGHUP re-reads the configuration; a broken file keeps the running one.\n"
+               "\n"
+               "Exit status: 0 after SIGTERM/SIGINT, 1 on a setup or configuration error,\n"
+               "2 on a usage error.\n");
 }
 
 /* Parses a whole decimal (or with @base 8, octal) number in [min, max]. */
@@ -54,10 +64,13 @@ static int parse_number(const char *s, int base, unsigned long long min, unsigne
 }
 
 int main(int argc, char **argv) {
-        enum { OPT_VERSION = 0x100, OPT_MODE, OPT_QUEUE, OPT_MAXCONN, OPT_OVERFLOW, OPT_MAXFDS,
+        enum { OPT_CHECK = 0x200,
+               OPT_VERSION = 0x100, OPT_MODE, OPT_QUEUE, OPT_MAXCONN, OPT_OVERFLOW, OPT_MAXFDS,
                OPT_MAXBULK };
         static const struct option options[] = {
                 { "socket", required_argument, NULL, 's' },
+                { "config", required_argument, NULL, 'c' },
+                { "check-config", optional_argument, NULL, OPT_CHECK },
                 { "socket-mode", required_argument, NULL, OPT_MODE },
                 { "max-queue-bytes", required_argument, NULL, OPT_QUEUE },
                 { "max-connections", required_argument, NULL, OPT_MAXCONN },
@@ -70,22 +83,29 @@ int main(int argc, char **argv) {
                 { "version", no_argument, NULL, OPT_VERSION },
                 {},
         };
+        BrokerOptions o = {
+                .config_path = IPCD_DEFAULT_CONFIG,
+                .log_level_cli = -1,
+        };
         BrokerConfig cfg;
         Broker *b = NULL;
         int level = LOG_NOTICE, opt, r;
+        const char *check = NULL;
+        bool level_set = false;
         unsigned long long v;
-        char path[4096];
 
         broker_config_defaults(&cfg);
-        while ((opt = getopt_long(argc, argv, "s:vqh", options, NULL)) >= 0) {
+        while ((opt = getopt_long(argc, argv, "s:c:vqh", options, NULL)) >= 0) {
                 switch (opt) {
                 case 's':
-                        free(cfg.socket_path);
-                        cfg.socket_path = strdup(optarg);
-                        if (!cfg.socket_path) {
-                                fprintf(stderr, "ipcd: out of memory\n");
-                                return 1;
-                        }
+                        o.socket_path = optarg;
+                        break;
+                case 'c':
+                        o.config_path = optarg;
+                        o.config_explicit = true;
+                        break;
+                case OPT_CHECK:
+                        check = optarg ? optarg : "";
                         break;
                 case OPT_MODE:
                         if (parse_number(optarg, 8, 0, 0777, &v) < 0) {
@@ -94,6 +114,7 @@ int main(int argc, char **argv) {
                                 goto usage;
                         }
                         cfg.socket_mode = (mode_t)v;
+                        o.cli_set |= BROKER_SET_SOCKET_MODE;
                         break;
                 case OPT_QUEUE:
                         if (parse_number(optarg, 10, 4096, SIZE_MAX / 4, &v) < 0) {
@@ -103,6 +124,7 @@ int main(int argc, char **argv) {
                                 goto usage;
                         }
                         cfg.out_queue_bytes = (size_t)v;
+                        o.cli_set |= BROKER_SET_QUEUE_BYTES;
                         break;
                 case OPT_MAXCONN:
                         if (parse_number(optarg, 10, 1, 1u << 24, &v) < 0) {
@@ -112,6 +134,7 @@ int main(int argc, char **argv) {
                                 goto usage;
                         }
                         cfg.max_connections = (size_t)v;
+                        o.cli_set |= BROKER_SET_MAX_CONNECTIONS;
                         break;
                 case OPT_MAXFDS:
                         if (parse_number(optarg, 10, 0, WIRE_MAX_FDS_PER_SENDMSG, &v) < 0) {
@@ -120,6 +143,7 @@ int main(int argc, char **argv) {
                                 goto usage;
                         }
                         cfg.max_fds_per_msg = (uint8_t)v;
+                        o.cli_set |= BROKER_SET_MAX_FDS;
                         break;
                 case OPT_MAXBULK:
                         if (parse_number(optarg, 10, 0, UINT64_MAX, &v) < 0) {
@@ -128,6 +152,7 @@ int main(int argc, char **argv) {
                                 goto usage;
                         }
                         cfg.max_bulk_size = v;
+                        o.cli_set |= BROKER_SET_MAX_BULK;
                         break;
                 case OPT_OVERFLOW:
                         r = overflow_policy_from_name(optarg);
@@ -138,20 +163,21 @@ int main(int argc, char **argv) {
                                 goto usage;
                         }
                         cfg.overflow = (OverflowPolicy)r;
+                        o.cli_set |= BROKER_SET_OVERFLOW;
                         break;
                 case 'v':
                         level = level < LOG_DEBUG ? level + 1 : LOG_DEBUG;
+                        level_set = true;
                         break;
                 case 'q':
                         level = LOG_WARNING;
+                        level_set = true;
                         break;
                 case 'h':
                         help();
-                        free(cfg.socket_path);
                         return 0;
                 case OPT_VERSION:
                         printf("ipcd %s\n", PACKAGE_VERSION);
-                        free(cfg.socket_path);
                         return 0;
                 default:
                         goto usage;
@@ -163,23 +189,27 @@ int main(int argc, char **argv) {
         }
         log_set_max_level(level);
 
-        if (!cfg.socket_path) {
-                r = wire_default_socket_path(path, sizeof(path));
+        if (check) {
+                /* --check-config [FILE]: validate, say what is wrong, exit. */
+                const char *path = *check ? check : o.config_path;
+                char *error = NULL;
+                Config *c = NULL;
+                r = config_load(path, &c, &error);
                 if (r < 0) {
-                        log_error_errno(r, "The default socket path is too long: %m");
+                        fprintf(stderr, "%s\n", error ? error : strerror(-r));
+                        free(error);
                         return 1;
                 }
-                cfg.socket_path = strdup(path);
-                if (!cfg.socket_path) {
-                        log_error("Out of memory");
-                        return 1;
-                }
+                printf("%s: configuration is valid\n", path);
+                config_free(c);
+                return 0;
         }
+        o.cli = cfg;
+        o.log_level_cli = level_set ? level : -1;
         /* A client that goes away mid-write must never kill the broker. */
         signal(SIGPIPE, SIG_IGN);
 
-        r = broker_new(&b, &cfg);
-        free(cfg.socket_path); /* NULL unless broker_new failed before taking it */
+        r = broker_new(&b, &o);
         if (r < 0) {
                 log_error_errno(r, "Failed to start: %m");
                 return 1;
@@ -189,7 +219,6 @@ int main(int argc, char **argv) {
         log_notice("Stopped");
         return r < 0 ? 1 : 0;
 usage:
-        free(cfg.socket_path);
         fprintf(stderr, "Try 'ipcd --help'.\n");
         return 2;
 }

@@ -2,9 +2,11 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "acl.h"
 #include "broker.h"
 #include "connection.h"
 #include "memfd.h"
@@ -63,6 +65,56 @@ static int send_ack(Connection *c, uint64_t corr) {
         return connection_send(c, WIRE_ACK, 0, 0, corr, NULL, 0, NULL, 0, NULL, 0);
 }
 
+/* The kernel's word on who @c is, for the access rules. */
+static AclPeer peer_of(const Connection *c) {
+        return (AclPeer){ .uid = c->uid, .gid = c->gid, .groups = c->groups, .n_groups = c->n_groups };
+}
+
+static bool acl_allows(const Connection *c, AclOp op, const char *topic, size_t len) {
+        AclPeer p = peer_of(c);
+        return acl_check(c->broker->conf, c->broker->owner_uid, &p, op, topic, len);
+}
+
+void protocol_authorize_subscription(Connection *c, Subscription *s) {
+        AclPeer p = peer_of(c);
+        s->reach = (uint8_t)acl_subscribe_reach(c->broker->conf, c->broker->owner_uid, &p, s->filter,
+                                                s->filter_len);
+}
+
+/* May @s's owner read @topic? Only filters that reach part of what they
+ * match need the per-topic check. */
+static bool may_read(Subscription *s, const char *topic, size_t len) {
+        Connection *c;
+        AclPeer p;
+
+        if (s->reach == ACL_REACH_ALL)
+                return true;
+        if (s->reach == ACL_REACH_NONE)
+                return false;
+        c = container_of(s->owner, Connection, owner);
+        p = peer_of(c);
+        return acl_may_read(c->broker->conf, c->broker->owner_uid, &p, topic, len);
+}
+
+static bool type_allowed(const ConfigTopicRule *rule, uint32_t type) {
+        size_t lo = 0, hi;
+
+        if (!rule || rule->n_types == 0)
+                return true;
+        /* The rule's types are sorted. */
+        hi = rule->n_types;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                if (rule->types[mid] == type)
+                        return true;
+                if (rule->types[mid] < type)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return false;
+}
+
 static int handle_subscribe(Connection *c, const WireHeader *h, const uint8_t *meta,
                             const char *filter, const uint8_t *payload) {
         Broker *b = c->broker;
@@ -109,6 +161,16 @@ static int handle_subscribe(Connection *c, const WireHeader *h, const uint8_t *m
                                  "serving requests is not supported by this broker version");
                 return 0;
         }
+        {
+                AclPeer p = peer_of(c);
+                if (acl_subscribe_reach(b->conf, b->owner_uid, &p, filter, h->topic_len) ==
+                    ACL_REACH_NONE) {
+                        connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
+                                         "permission denied: uid %u may not subscribe to '%.*s'",
+                                         (unsigned)c->uid, (int)h->topic_len, filter);
+                        return 0;
+                }
+        }
         if (connection_find_sub(c, ws.sub_id)) {
                 connection_error(c, WIRE_E_SUB_EXISTS, h->kind, h->corr, false,
                                  "subscription id %u is already in use on this connection",
@@ -137,6 +199,7 @@ static int handle_subscribe(Connection *c, const WireHeader *h, const uint8_t *m
         if (!s)
                 goto oom;
         s->flags = ws.flags;
+        protocol_authorize_subscription(c, s);
         r = router_add(b->router, s);
         if (r < 0) {
                 subscription_free(s);
@@ -180,6 +243,8 @@ static int handle_unsubscribe(Connection *c, const WireHeader *h, const uint8_t 
 typedef struct Fanout {
         Body *body;
         RouterTopic *topic;
+        const char *name;
+        size_t name_len;
         OverflowPolicy policy;
         Connection *from;
         uint8_t hdr[WIRE_HEADER_SIZE + WIRE_META_MESSAGE];
@@ -188,6 +253,9 @@ typedef struct Fanout {
 static void deliver(Subscription *s, void *userdata) {
         Connection *to = container_of(s->owner, Connection, owner);
         Fanout *f = userdata;
+
+        if (!may_read(s, f->name, f->name_len))
+                return;
 
         /* Everything but the subscription id is the same for every recipient. */
         le32_write(f->hdr + WIRE_HEADER_SIZE + 12, s->id);
@@ -204,17 +272,24 @@ static void deliver_group(Subscription **cands, size_t n, uint32_t *rr, void *us
         Fanout *f = userdata;
         size_t start = *rr % n, i;
 
+        Subscription *fallback = NULL;
+
         for (i = 0; i < n; i++) {
                 Subscription *s = cands[(start + i) % n];
                 Connection *to = container_of(s->owner, Connection, owner);
+                if (!may_read(s, f->name, f->name_len))
+                        continue;
                 if (connection_can_take(to, sizeof(f->hdr), f->body)) {
                         *rr = (uint32_t)(start + i + 1);
                         deliver(s, f);
                         return;
                 }
+                if (!fallback)
+                        fallback = s;
         }
         *rr = (uint32_t)(start + 1);
-        deliver(cands[start], f);
+        if (fallback)
+                deliver(fallback, f);
 }
 
 /* A topic's retained message: its body and the MESSAGE header it went
@@ -243,19 +318,20 @@ typedef struct RetainedWalk {
 static void deliver_one_retained(const char *name, size_t len, RouterTopic *t, void *userdata) {
         RetainedWalk *w = userdata;
         Retained *r = t->retained;
+        const ConfigTopicRule *rule;
         uint8_t hdr[sizeof(r->hdr)];
 
-        if (!r || !subscription_admits(w->s, le32_read(r->hdr + WIRE_OFF_TYPE)))
+        if (!r || !subscription_admits(w->s, le32_read(r->hdr + WIRE_OFF_TYPE)) ||
+            !may_read(w->s, name, len))
                 return;
         memcpy(hdr, r->hdr, sizeof(hdr));
         le32_write(hdr + WIRE_HEADER_SIZE + 12, w->s->id);
-        if (connection_deliver(w->c, hdr, sizeof(hdr), r->body, t, w->c->broker->config.overflow,
-                               NULL) == 0) {
+        rule = broker_topic_rule(w->c->broker, t, name, len);
+        if (connection_deliver(w->c, hdr, sizeof(hdr), r->body, t,
+                               rule ? rule->overflow : w->c->broker->config.overflow, NULL) == 0) {
                 w->c->stats.msgs_out++;
                 w->c->broker->stats.msgs_out++;
         }
-        (void)name;
-        (void)len;
 }
 
 static void deliver_retained(Connection *c, Subscription *s) {
@@ -303,6 +379,7 @@ static void close_fds(const int *fds, size_t n) {
 /* Takes ownership of @fds (h->n_fds of them). */
 static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *meta,
                           const char *topic, const int *fds) {
+        const ConfigTopicRule *rule;
         Broker *b = c->broker;
         uint64_t bulk_size = 0;
         WireDelivery d;
@@ -340,6 +417,12 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
                                  "topics starting with '$' belong to the broker");
                 goto refuse;
         }
+        if (!acl_allows(c, ACL_PUBLISH, topic, h->topic_len)) {
+                connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
+                                 "permission denied: uid %u may not publish on '%.*s'",
+                                 (unsigned)c->uid, (int)h->topic_len, topic);
+                goto refuse;
+        }
         if (h->n_fds > 0 && b->held_fds + h->n_fds > b->fd_budget) {
                 connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
                                  "the broker holds %zu file descriptors, its limit is %zu",
@@ -357,6 +440,33 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
                                          "out of memory");
                 goto refuse;
         }
+        rule = broker_topic_rule(b, f.topic, topic, h->topic_len);
+        if (!type_allowed(rule, h->type)) {
+                connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
+                                 "message type %u is not allowed on '%.*s' (topic rule '%s')",
+                                 h->type, (int)h->topic_len, topic, rule->pattern);
+                goto refuse;
+        }
+        if ((h->flags & WIRE_F_RETAIN) && ((rule && !rule->retain) || b->config.retained_max_messages == 0)) {
+                connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
+                                 "retained messages are not allowed on '%.*s'", (int)h->topic_len,
+                                 topic);
+                goto refuse;
+        }
+        if (rule && rule->max_payload > 0 &&
+            ((h->flags & WIRE_F_BULK) ? bulk_size : h->payload_len) > rule->max_payload) {
+                connection_error(c, WIRE_E_TOO_LARGE, h->kind, h->corr, false,
+                                 "payload larger than %u bytes, the limit on '%.*s'",
+                                 rule->max_payload, (int)h->topic_len, topic);
+                goto refuse;
+        }
+        if (rule && rule->max_fds >= 0 &&
+            h->n_fds - ((h->flags & WIRE_F_BULK) ? 1 : 0) > rule->max_fds) {
+                connection_error(c, WIRE_E_TOO_LARGE, h->kind, h->corr, false,
+                                 "more than %d file descriptors, the limit on '%.*s'",
+                                 (int)rule->max_fds, (int)h->topic_len, topic);
+                goto refuse;
+        }
         /* Topic and payload sit next to each other in the frame and in the
          * MESSAGE frame: one copy into a shared body serves every recipient,
          * and so do the fds, held once. */
@@ -368,7 +478,9 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
         }
         memcpy(f.body->data, topic, f.body->len);
         f.from = c;
-        f.policy = b->config.overflow;
+        f.policy = rule ? rule->overflow : b->config.overflow;
+        f.name = (const char *)f.body->data; /* the topic, first in the body */
+        f.name_len = h->topic_len;
 
         f.topic->seq++;
         f.topic->n_published++;
@@ -450,8 +562,29 @@ static int handle_admin(Connection *c, const WireHeader *h, const char *cmd) {
                 free(json);
                 return r;
         }
+        if (h->topic_len == 6 && memcmp(cmd, "reload", 6) == 0) {
+                char *error = NULL, reply[512];
+                int r, n;
+                if (!acl_allows(c, ACL_ADMIN, NULL, 0)) {
+                        connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
+                                         "permission denied: reload is an admin command");
+                        return 0;
+                }
+                r = broker_reload(c->broker, &error);
+                if (r < 0) {
+                        connection_error(c, WIRE_E_BAD_CONFIG, h->kind, h->corr, false,
+                                         "configuration not reloaded, the running one stays: %s",
+                                         error ? error : strerror(-r));
+                        free(error);
+                        return 0;
+                }
+                n = snprintf(reply, sizeof(reply), "{\"reloaded\":true,\"reloads\":%llu}",
+                             (unsigned long long)c->broker->reloads);
+                return connection_send(c, WIRE_ADMIN_REPLY, 0, 0, h->corr, NULL, 0, NULL, 0, reply,
+                                       (size_t)n);
+        }
         connection_error(c, WIRE_E_BAD_COMMAND, h->kind, h->corr, false,
-                         "unknown admin command (this broker knows: status)");
+                         "unknown admin command (this broker knows: status, reload)");
         return 0;
 }
 

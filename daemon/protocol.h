@@ -24,3 +24,6 @@ int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame, co
 
 /* Releases a topic's retained message (the router's retained_free). */
 void protocol_retained_free(void *retained);
+
+/* (Re)computes what the access rules let @s read. */
+void protocol_authorize_subscription(Connection *c, Subscription *s);

@@ -30,6 +30,7 @@ typedef struct Subscription {
         RouterOwner *owner;
         uint32_t id;        /* chosen by the owner, unique per owner */
         uint32_t flags;     /* the owner's: the router does not look at them */
+        uint8_t reach;      /* the owner's (access rules) */
         TrieNode *node;     /* where the filter ends; NULL until added */
         RouterGroup *group; /* queue group, when it has one (set by router_add) */
         char *group_name;   /* points into this allocation, or NULL */
@@ -47,6 +48,8 @@ typedef struct RouterTopic {
         uint64_t n_published;
         uint64_t n_dropped;   /* deliveries dropped for full queues */
         void *retained;       /* the owner's retained message, or NULL */
+        const void *rule;     /* the owner's cached topic rule ... */
+        uint32_t rule_gen;    /* ... valid while this matches its generation */
 } RouterTopic;
 
 /* Called once per matching owner; @sub is one of its matching subscriptions. */

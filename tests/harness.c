@@ -55,6 +55,42 @@ static const char *ipcd_bin(void) {
         return bin ? bin : "daemon/ipcd";
 }
 
+int tb_run_capture(const char *const *args, char *err, size_t err_size) {
+        const char *argv[32];
+        int epipe[2], status;
+        size_t n = 0, have = 0;
+        pid_t pid;
+
+        argv[n++] = ipcd_bin();
+        for (; args && *args && n < ARRAY_SIZE(argv) - 1; args++)
+                argv[n++] = *args;
+        argv[n] = NULL;
+        cr_assert(pipe2(epipe, O_CLOEXEC) == 0);
+        pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+                int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+                prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (fd >= 0)
+                        dup2(fd, STDOUT_FILENO);
+                dup2(epipe[1], STDERR_FILENO);
+                execv(argv[0], (char *const *)argv);
+                _exit(127);
+        }
+        close(epipe[1]);
+        for (;;) {
+                ssize_t r = read(epipe[0], err + have, err_size - 1 - have);
+                if (r <= 0)
+                        break;
+                have += (size_t)r;
+        }
+        err[have] = 0;
+        close(epipe[0]);
+        cr_assert(waitpid(pid, &status, 0) == pid);
+        cr_assert(WIFEXITED(status), "ipcd died of signal %d", WTERMSIG(status));
+        return WEXITSTATUS(status);
+}
+
 int tb_run(const char *const *args) {
         const char *argv[32];
         size_t n = 0;
@@ -82,7 +118,8 @@ int tb_run(const char *const *args) {
 
 void tb_start_in(TestBroker *b, const char *dir, const char *const *extra) {
         const char *bin = ipcd_bin();
-        const char *argv[32];
+        const char *argv[40];
+        bool has_config;
         size_t n = 0;
         long deadline;
 
@@ -104,6 +141,21 @@ void tb_start_in(TestBroker *b, const char *dir, const char *const *extra) {
         argv[n++] = "--socket";
         argv[n++] = b->sock;
         argv[n++] = "-v";
+        /* Hermetic: an empty configuration (the built-in defaults), unless
+         * the test brings its own; never a file installed on the machine. */
+        has_config = false;
+        for (const char *const *e = extra; e && *e; e++)
+                if (strcmp(*e, "--config") == 0 || strncmp(*e, "--config=", 9) == 0)
+                        has_config = true;
+        if (!has_config) {
+                FILE *f;
+                snprintf(b->conf, sizeof(b->conf), "%s/empty.yaml", b->dir);
+                f = fopen(b->conf, "we");
+                cr_assert(f != NULL);
+                fclose(f);
+                argv[n++] = "--config";
+                argv[n++] = b->conf;
+        }
         for (; extra && *extra && n < ARRAY_SIZE(argv) - 1; extra++)
                 argv[n++] = *extra;
         argv[n] = NULL;
@@ -177,6 +229,8 @@ void tb_stop(TestBroker *b) {
                   WEXITSTATUS(status) == 99 ? " (valgrind found errors)" : "");
         cr_assert(lstat(b->sock, &st) < 0 && errno == ENOENT, "socket file left behind");
         unlink(b->log);
+        if (b->conf[0])
+                unlink(b->conf);
         rmdir(b->dir);
 }
 
@@ -188,6 +242,8 @@ void tb_kill(TestBroker *b) {
         b->pid = 0;
         unlink(b->sock);
         unlink(b->log);
+        if (b->conf[0])
+                unlink(b->conf);
         rmdir(b->dir);
 }
 

@@ -22,6 +22,7 @@ typedef struct TestBroker {
         char dir[64];
         char sock[128];
         char log[128];
+        char conf[128]; /* the empty configuration tb_start wrote, if any */
         bool valgrind;
 } TestBroker;
 
@@ -33,6 +34,8 @@ void tb_start_in(TestBroker *b, const char *dir, const char *const *extra);
 /* Runs ipcd with @args to completion (stdout discarded); returns its exit
  * status. For option and startup errors. */
 int tb_run(const char *const *args);
+/* The same, with its standard error in @err (NUL terminated). */
+int tb_run_capture(const char *const *args, char *err, size_t err_size);
 /* SIGTERM; asserts a clean exit (status 0: under valgrind, no errors or
  * leaks) and that the socket file is gone; removes the directory. */
 void tb_stop(TestBroker *b);

@@ -681,6 +681,7 @@ static const ErrorRow error_rows[] = {
         { WIRE_E_SLOW_CONSUMER, "slow-consumer", -ENOBUFS },
         { WIRE_E_BAD_COMMAND, "bad-command", -EINVAL },
         { WIRE_E_NO_SUCH_REQUEST, "no-such-request", -ESRCH },
+        { WIRE_E_BAD_CONFIG, "bad-config", -EINVAL },
 };
 
 Test(names, error_codes) {
