@@ -27,6 +27,22 @@ typedef struct MsgStorage {
         char bytes[];
 } MsgStorage;
 
+/*
+ * What a message received besides bytes: the mapping of its bulk payload
+ * and the file descriptors attached to it. Shared (reference counted) by
+ * every ipcd_msg made from one MESSAGE frame, so that an fd taken through
+ * one of them is gone for all. The last reference unmaps the payload and
+ * closes the fds nobody took. The bulk memfd itself is closed as soon as it
+ * is mapped: the mapping keeps its memory alive.
+ */
+typedef struct MsgRes {
+        unsigned n_ref;
+        void *map; /* PROT_READ mapping of the bulk payload, or NULL */
+        size_t map_len;
+        size_t n_fds;
+        int fds[]; /* owned; -1 once taken by the application */
+} MsgRes;
+
 struct ipcd_msg {
         unsigned n_ref;
         uint32_t type;
@@ -42,8 +58,11 @@ struct ipcd_msg {
         size_t size;
         /* NULL: topic and data are borrowed from the client (its topic
          * scratch buffer and its receive buffer) and valid only while the
-         * message is being dispatched. Else they point into it. */
+         * message is being dispatched. Else they point into it; the data of
+         * a bulk message (IPCD_MSG_BULK) always points into res->map. */
         MsgStorage *storage;
+        /* The bulk mapping and the attached fds; NULL when there are none. */
+        MsgRes *res;
         /* Position of the MESSAGE frame in the connection's input (frames
          * numbered from 1), to tell it from subscriptions made later. */
         uint64_t rx_index;
@@ -54,15 +73,25 @@ struct ipcd_msg {
 ipcd_msg *msg_new(void);
 
 /*
- * Makes @m own its bytes: copies topic and data into a new MsgStorage
- * unless it already has one. Returns 0 or -ENOMEM (then @m is unchanged).
+ * Makes @m own its bytes: copies the topic and an inline payload into a new
+ * MsgStorage unless it already has one (a bulk payload stays in its
+ * mapping). Returns 0 or -ENOMEM (then @m is unchanged).
  */
 int msg_own(ipcd_msg *m);
 
-/* Lets @m forget its storage (dropping a reference to it), leaving it
- * empty for reuse. */
+/* Lets @m forget its storage and resources (dropping a reference to each),
+ * leaving it empty for reuse. */
 void msg_reset(ipcd_msg *m);
 
-/* Makes @dst a copy of @src's fields sharing its storage (one more
- * reference to it), with one reference of its own. */
+/* Makes @dst a copy of @src's fields sharing its storage and resources (one
+ * more reference to each), with one reference of its own. */
 void msg_copy_from(ipcd_msg *dst, const ipcd_msg *src);
+
+/*
+ * A resource block for @n_fds attached fds, taking ownership of them from
+ * @fds (each entry is set to -1), plus the bulk mapping @map of @map_len
+ * bytes (NULL for none), which it unmaps at the end. One reference. NULL
+ * when out of memory: then nothing was taken.
+ */
+MsgRes *msg_res_new(int *fds, size_t n_fds, void *map, size_t map_len);
+MsgRes *msg_res_unref(MsgRes *r);

@@ -4,7 +4,13 @@
  *
  * Output: frames are encoded straight into one growing output buffer and
  * written with send(MSG_NOSIGNAL) whenever the socket takes them, so many
- * small messages leave in one system call.
+ * small messages leave in one system call. File descriptors wait beside it
+ * in a queue of (stream position of the frame, fds): a sendmsg() that
+ * carries fds starts at the first byte of the first frame that owns some,
+ * carries at most WIRE_FD_SENDMSG_MAX_BYTES (the kernel queues that much as
+ * one piece, so a partial write cannot separate fds from their frames) and
+ * the fds of every frame that starts in it, up to 253. Frames without fds
+ * are written in one piece as before.
  *
  * Input: recvmsg() reads into one receive buffer; complete frames are
  * handled in place. A MESSAGE handed to handlers points into that buffer
@@ -13,6 +19,11 @@
  * being dispatched: it is then never moved or compacted; if it must grow, a
  * new one replaces it and the pinned one is freed when the dispatch ends.
  *
+ * Received fds go to a queue in arrival order; each frame takes the n_fds
+ * at its head when it is decoded. A bulk MESSAGE's memfd is checked and
+ * mapped read-only; the message owns the mapping and its other fds (see
+ * MsgRes in client-internal.h).
+ *
  * Blocking calls handle frames as they read them but never call handlers:
  * MESSAGE frames are copied to a queue that the next ipcd_client_process()
  * dispatches first, keeping the stream's order.
@@ -20,18 +31,23 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "client-internal.h"
+#include "memfd.h"
 #include "topicname.h"
 #include "util.h"
 #include "wire.h"
@@ -53,6 +69,28 @@
  * not bound by the broker's publish limit). */
 #define RX_MAX_PAYLOAD (64u << 20)
 #define FALLBACK_NAME "ipcd-client"
+/* Payloads above this go as a sealed memfd (ipcd_client_set_bulk_threshold()). */
+#define DEFAULT_BULK_THRESHOLD (64u << 10)
+/* publish() also blocks while more than this many fds wait to be written
+ * (each is a dup the process holds), until it is down to the low mark. */
+#define TX_FDS_HIGH_WATER 512u
+#define TX_FDS_LOW_WATER (TX_FDS_HIGH_WATER / 2)
+/* Received fds that no frame has claimed yet, at most: the broker's
+ * sendmsg()s carry at most 253 each, and frames are handled between reads. */
+#define RX_MAX_QUEUED_FDS 1024u
+
+/* A queue of fds, in order: [head, head + len) of v. */
+typedef struct FdQueue {
+        int *v;
+        size_t head, len, cap;
+} FdQueue;
+
+/* The frame at stream position @pos owns the next @n fds of the tx fd
+ * queue. */
+typedef struct TxFds {
+        uint64_t pos;
+        size_t n;
+} TxFds;
 
 /* A local subscription. */
 typedef struct Sub {
@@ -95,6 +133,9 @@ struct ipcd_client {
         size_t max_payload;
         size_t max_topic_len;
         size_t max_types;
+        size_t max_fds;         /* per frame, from WELCOME; 0: no fds at all */
+        uint64_t max_bulk_size; /* from WELCOME; 0: no bulk payloads */
+        size_t bulk_threshold;
         WireLimits rx_limits;
 
         uint64_t next_corr;
@@ -105,12 +146,19 @@ struct ipcd_client {
         /* Output: [wstart, wend) waits to be written. */
         uint8_t *wbuf;
         size_t wcap, wstart, wend;
+        uint64_t tx_pos; /* stream position of wbuf[wstart] */
+        /* Fds waiting to be written (dups this client owns), and which
+         * frame owns them: [txf_head, txf_head + txf_len) of txf. */
+        FdQueue tx_fds;
+        TxFds *txf;
+        size_t txf_head, txf_len, txf_cap;
 
         /* Input: [rstart, rend) is read but not handled. */
         uint8_t *rbuf;
         size_t rcap, rstart, rend;
         uint8_t *rbuf_pinned;  /* must not move: a message in it is being dispatched */
         uint8_t *rbuf_retired; /* the pinned buffer after a replacement */
+        FdQueue rx_fds;        /* received, not claimed by a frame yet (owned) */
 
         Sub *subs, *subs_tail;
         bool subs_need_reap;
@@ -169,12 +217,83 @@ static void set_error_text(ipcd_client *c, const uint8_t *s, size_t len) {
         c->last_error[len] = 0;
 }
 
+/* ---- fd queues ---- */
+
+/* Makes room for @n more fds at the end of @q. Returns 0 or -ENOMEM. */
+static int fdq_reserve(FdQueue *q, size_t n) {
+        size_t cap;
+        int *v;
+
+        if (q->head + q->len + n <= q->cap)
+                return 0;
+        /* Moving costs at most what the head has passed: amortized O(1). */
+        if (q->head >= q->len && q->len + n <= q->cap) {
+                memmove(q->v, q->v + q->head, q->len * sizeof(int));
+                q->head = 0;
+                return 0;
+        }
+        if (n > SIZE_MAX / sizeof(int) / 4 - q->head - q->len)
+                return -ENOMEM;
+        cap = q->cap ? q->cap : 64;
+        while (cap < q->head + q->len + n)
+                cap *= 2;
+        v = realloc(q->v, cap * sizeof(int));
+        if (!v)
+                return -ENOMEM;
+        q->v = v;
+        q->cap = cap;
+        return 0;
+}
+
+/* Appends @n fds (room reserved with fdq_reserve()). */
+static void fdq_push(FdQueue *q, const int *fds, size_t n) {
+        memcpy(q->v + q->head + q->len, fds, n * sizeof(int));
+        q->len += n;
+}
+
+/* Moves the @n fds at the head of @q (there are that many) to @ret. */
+static void fdq_pop(FdQueue *q, int *ret, size_t n) {
+        if (ret)
+                memcpy(ret, q->v + q->head, n * sizeof(int));
+        q->head += n;
+        q->len -= n;
+        if (q->len == 0)
+                q->head = 0;
+}
+
+/* Closes every fd in @q; with @release, frees its memory too. */
+static void fdq_clear(FdQueue *q, bool release) {
+        size_t i;
+
+        for (i = 0; i < q->len; i++)
+                safe_close(q->v[q->head + i]);
+        q->head = q->len = 0;
+        if (release) {
+                free(q->v);
+                *q = (FdQueue){ 0 };
+        }
+}
+
+/* Closes @n fds of @fds; entries that are -1 were taken. */
+static void close_fds(int *fds, size_t n) {
+        size_t i;
+
+        for (i = 0; i < n; i++)
+                fds[i] = safe_close(fds[i]);
+}
+
+/* Drops every fd waiting to be written, with the output it belonged to. */
+static void tx_fds_clear(ipcd_client *c) {
+        fdq_clear(&c->tx_fds, false);
+        c->txf_head = c->txf_len = 0;
+}
+
 /*
  * Ends the connection: from now on every call fails. @err is what the call
  * that noticed returns; the socket stays open (shut down, so poll() reports
  * it ready) until the last unref, so the application's loop wakes up and
- * sees the error. Unsent output is dropped. @fmt NULL keeps the last error
- * text. Returns @err.
+ * sees the error. Unsent output (and its fds) is dropped. @fmt NULL keeps
+ * the last error text. Returns @err.
  */
 static int client_kill(ipcd_client *c, int err, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
@@ -191,7 +310,9 @@ static int client_kill(ipcd_client *c, int err, const char *fmt, ...) {
         }
         if (c->fd >= 0)
                 (void)shutdown(c->fd, SHUT_RDWR);
+        c->tx_pos += c->wend - c->wstart;
         c->wstart = c->wend = 0;
+        tx_fds_clear(c);
         return err;
 }
 
@@ -234,48 +355,170 @@ static int tx_reserve(ipcd_client *c, size_t n) {
         return 0;
 }
 
-/* Encodes a frame at the end of the output buffer. Returns 0 or -ENOMEM
- * (nothing queued). */
+/* Makes room for one more entry in the tx fd owner list. */
+static int txf_reserve(ipcd_client *c) {
+        size_t cap;
+        TxFds *t;
+
+        if (c->txf_head + c->txf_len < c->txf_cap)
+                return 0;
+        if (c->txf_head >= c->txf_len && c->txf_len < c->txf_cap) {
+                memmove(c->txf, c->txf + c->txf_head, c->txf_len * sizeof(*t));
+                c->txf_head = 0;
+                return 0;
+        }
+        cap = c->txf_cap ? c->txf_cap * 2 : 64;
+        t = realloc(c->txf, cap * sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+        c->txf = t;
+        c->txf_cap = cap;
+        return 0;
+}
+
+/*
+ * Encodes a frame at the end of the output buffer, with @n_fds fds. The
+ * call owns @fds whatever happens: they are written with the frame and
+ * closed then, or closed at once on failure. Returns 0 or -ENOMEM (nothing
+ * queued).
+ */
 static int tx_append(ipcd_client *c, uint8_t kind, uint16_t flags, uint32_t type, uint64_t corr,
                      const void *meta, size_t meta_len, const void *topic, size_t topic_len,
-                     const void *payload, size_t payload_len) {
+                     const void *payload, size_t payload_len, int *fds, size_t n_fds) {
         size_t size = WIRE_HEADER_SIZE + meta_len + topic_len + payload_len, n;
+        uint64_t pos = c->tx_pos + (c->wend - c->wstart);
         int r;
 
         r = tx_reserve(c, size);
+        if (r >= 0 && n_fds > 0) {
+                r = fdq_reserve(&c->tx_fds, n_fds);
+                if (r >= 0)
+                        r = txf_reserve(c);
+        }
         if (r < 0) {
+                close_fds(fds, n_fds);
                 set_error(c, "out of memory for the output buffer");
                 return r;
         }
-        n = wire_frame_encode(c->wbuf + c->wend, c->wcap - c->wend, kind, flags, type, corr, 0,
-                              meta, meta_len, topic, topic_len, payload, payload_len);
+        n = wire_frame_encode(c->wbuf + c->wend, c->wcap - c->wend, kind, flags, type, corr,
+                              (uint8_t)n_fds, meta, meta_len, topic, topic_len, payload,
+                              payload_len);
         if (n == 0) {
                 /* Callers check every length first; this is a bug. */
+                close_fds(fds, n_fds);
                 set_error(c, "internal error: frame does not encode");
                 return -EINVAL;
         }
         c->wend += n;
+        if (n_fds > 0) {
+                fdq_push(&c->tx_fds, fds, n_fds);
+                c->txf[c->txf_head + c->txf_len++] = (TxFds){ .pos = pos, .n = n_fds };
+        }
         return 0;
+}
+
+/* What a failed send() or sendmsg() means; 0 for "try again later". */
+static int tx_error(ipcd_client *c, int err) {
+        if (err == EAGAIN || err == EWOULDBLOCK)
+                return 0;
+        if (err == EPIPE || err == ECONNRESET)
+                return client_kill(c, -err, "the broker closed the connection");
+        if (err == ETOOMANYREFS)
+                return client_kill(c, -err,
+                                   "too many file descriptors in flight (the kernel's per-user limit)");
+        return client_kill(c, -err, "failed to write to the broker: %s", strerror(err));
+}
+
+/*
+ * One sendmsg() that starts at the first byte of a frame with fds: at most
+ * WIRE_FD_SENDMSG_MAX_BYTES, with the fds of every frame that starts in it
+ * (at most WIRE_MAX_FDS_PER_SENDMSG; a frame whose fds would not fit ends
+ * the write before its first byte). Returns the bytes written (> 0), 0 when
+ * the socket is full, or the error that ended the connection.
+ */
+static ssize_t tx_write_fds(ipcd_client *c) {
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(sizeof(int) * WIRE_MAX_FDS_PER_SENDMSG)];
+        } ctl;
+        size_t len = c->wend - c->wstart, n_fds = 0, n_frames = 0, i;
+        struct cmsghdr *cm;
+        struct iovec iov;
+        struct msghdr mh;
+        ssize_t n;
+
+        if (len > WIRE_FD_SENDMSG_MAX_BYTES)
+                len = WIRE_FD_SENDMSG_MAX_BYTES;
+        for (i = 0; i < c->txf_len; i++) {
+                const TxFds *t = &c->txf[c->txf_head + i];
+
+                if (t->pos >= c->tx_pos + len)
+                        break;
+                if (n_fds + t->n > WIRE_MAX_FDS_PER_SENDMSG) {
+                        len = (size_t)(t->pos - c->tx_pos);
+                        break;
+                }
+                n_fds += t->n;
+                n_frames++;
+        }
+        if (n_fds == 0) {
+                /* publish() keeps a frame's fds within the limit. */
+                return client_kill(c, -EINVAL, "internal error: a frame owns too many fds");
+        }
+        iov = (struct iovec){ c->wbuf + c->wstart, len };
+        mh = (struct msghdr){
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = ctl.buf,
+                .msg_controllen = CMSG_SPACE(sizeof(int) * n_fds),
+        };
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+        memcpy(CMSG_DATA(cm), c->tx_fds.v + c->tx_fds.head, sizeof(int) * n_fds);
+        do
+                n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return tx_error(c, errno);
+        /* The fds went with the first byte: even after a partial write
+         * (which this size rules out) they are on their way. Ours are
+         * dups: close them. */
+        for (i = 0; i < n_fds; i++)
+                safe_close(c->tx_fds.v[c->tx_fds.head + i]);
+        fdq_pop(&c->tx_fds, NULL, n_fds);
+        c->txf_head += n_frames;
+        c->txf_len -= n_frames;
+        if (c->txf_len == 0)
+                c->txf_head = 0;
+        return n;
 }
 
 /* Writes as much buffered output as the socket takes, without blocking.
  * Returns 0, or the error that ended the connection. */
 static int tx_write(ipcd_client *c) {
         while (c->wend > c->wstart) {
-                ssize_t n = send(c->fd, c->wbuf + c->wstart, c->wend - c->wstart,
-                                 MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (n < 0) {
-                        if (errno == EINTR)
+                size_t len = c->wend - c->wstart;
+                ssize_t n;
+
+                if (c->txf_len > 0 && c->txf[c->txf_head].pos == c->tx_pos)
+                        n = tx_write_fds(c);
+                else {
+                        /* Up to the next frame with fds: that one starts a
+                         * sendmsg() of its own. */
+                        if (c->txf_len > 0 && c->txf[c->txf_head].pos - c->tx_pos < len)
+                                len = (size_t)(c->txf[c->txf_head].pos - c->tx_pos);
+                        n = send(c->fd, c->wbuf + c->wstart, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+                        if (n < 0 && errno == EINTR)
                                 continue;
-                        if (errno == EAGAIN || errno == EWOULDBLOCK)
-                                return 0;
-                        if (errno == EPIPE || errno == ECONNRESET)
-                                return client_kill(c, -errno,
-                                                   "the broker closed the connection");
-                        return client_kill(c, -errno, "failed to write to the broker: %s",
-                                           strerror(errno));
+                        if (n < 0)
+                                n = tx_error(c, errno);
                 }
+                if (n <= 0)
+                        return (int)n;
                 c->wstart += (size_t)n;
+                c->tx_pos += (uint64_t)n;
         }
         c->wstart = c->wend = 0;
         if (c->wcap > BUF_KEEP) {
@@ -333,10 +576,14 @@ static int rx_make_room(ipcd_client *c, size_t need) {
         return 0;
 }
 
-/* Closes every file descriptor that came with a recvmsg(): this version of
- * the protocol uses none. */
-static void close_received_fds(struct msghdr *mh) {
+static bool rx_has_frame(const ipcd_client *c);
+
+/* Appends the fds that came with a recvmsg() to the input fd queue, in
+ * order. Returns 0, or -ENOMEM (then they are closed: the stream is
+ * broken). */
+static int rx_take_fds(ipcd_client *c, struct msghdr *mh) {
         struct cmsghdr *cm;
+        int r = 0;
 
         for (cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
                 size_t i, n;
@@ -344,12 +591,52 @@ static void close_received_fds(struct msghdr *mh) {
                 if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
                         continue;
                 n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                if (r >= 0)
+                        r = fdq_reserve(&c->rx_fds, n);
                 for (i = 0; i < n; i++) {
                         int fd;
+
                         memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
-                        safe_close(fd);
+                        if (r >= 0)
+                                fdq_push(&c->rx_fds, &fd, 1);
+                        else
+                                safe_close(fd);
                 }
         }
+        return r;
+}
+
+/* Ends the connection for a problem with the fds the broker sent: they
+ * are all closed. Returns the error. */
+static int rx_fds_fail(ipcd_client *c, int err, const char *why) {
+        fdq_clear(&c->rx_fds, false);
+        return client_kill(c, err, "%s", why);
+}
+
+/*
+ * Called when the socket had nothing more to read: every sendmsg() of the
+ * broker so far has then been received whole (one carrying fds is at most
+ * WIRE_FD_SENDMSG_MAX_BYTES, which the kernel queues as one piece), so every
+ * fd must belong to a frame whose first byte is buffered. Complete frames
+ * are handled before reading, so that is at most the incomplete one.
+ * (Between reads fds may legitimately arrive ahead of their frames: a
+ * recvmsg() that ends inside a piece already returns all of its fds.)
+ * Returns 0 or the error that ended the connection.
+ */
+static int rx_check_fds(ipcd_client *c) {
+        size_t avail = c->rend - c->rstart, allowed;
+
+        if (c->rx_fds.len == 0 || rx_has_frame(c))
+                return 0;
+        if (avail == 0)
+                allowed = 0;
+        else if (avail < WIRE_HEADER_SIZE)
+                allowed = UINT8_MAX;
+        else
+                allowed = c->rbuf[c->rstart + WIRE_OFF_N_FDS];
+        if (c->rx_fds.len <= allowed)
+                return 0;
+        return rx_fds_fail(c, -EPROTO, "the broker sent file descriptors that no frame declares");
 }
 
 /* One recvmsg(). Returns the bytes read (> 0), 0 when there is nothing to
@@ -383,13 +670,23 @@ static ssize_t rx_read(ipcd_client *c) {
         }
         if (n < 0) {
                 if (errno == EAGAIN || errno == EWOULDBLOCK)
-                        return 0;
+                        return rx_check_fds(c);
                 if (errno == ECONNRESET)
                         return client_kill(c, -ECONNRESET, "the broker reset the connection");
                 return client_kill(c, -errno, "failed to read from the broker: %s",
                                    strerror(errno));
         }
-        close_received_fds(&mh);
+        r = rx_take_fds(c, &mh);
+        if (mh.msg_flags & MSG_CTRUNC)
+                /* Also what the kernel does when we are out of fds. */
+                return rx_fds_fail(c, -EPROTO,
+                                   "file descriptors from the broker were lost (control data "
+                                   "truncated: is this process at its limit of open files?)");
+        if (r < 0)
+                return rx_fds_fail(c, -ENOMEM, "out of memory for received file descriptors");
+        if (c->rx_fds.len > RX_MAX_QUEUED_FDS)
+                return rx_fds_fail(c, -EPROTO,
+                                   "the broker sent file descriptors far ahead of their frames");
         if (n == 0)
                 return client_kill(c, -ECONNRESET, "the broker closed the connection");
         c->rend += (size_t)n;
@@ -399,10 +696,13 @@ static ssize_t rx_read(ipcd_client *c) {
 /*
  * Takes the next complete frame off the receive buffer: *h is its header,
  * *ret_frame its first byte (valid until the buffer is next read into,
- * unless pinned). Returns 1, 0 when no complete frame is buffered, or
- * -EPROTO (connection ended) for a frame that breaks the protocol.
+ * unless pinned), and its h->n_fds fds are moved to @ret_fds (room for
+ * UINT8_MAX), which the caller then owns. Returns 1, 0 when no complete
+ * frame is buffered, or -EPROTO (connection ended) for a frame that breaks
+ * the protocol.
  */
-static int rx_next_frame(ipcd_client *c, WireHeader *h, const uint8_t **ret_frame) {
+static int rx_next_frame(ipcd_client *c, WireHeader *h, const uint8_t **ret_frame,
+                         int *ret_fds) {
         size_t avail = c->rend - c->rstart;
         const char *why;
         WireError e;
@@ -422,6 +722,7 @@ static int rx_next_frame(ipcd_client *c, WireHeader *h, const uint8_t **ret_fram
         e = wire_header_decode(c->rbuf + c->rstart, &c->rx_limits, h, &why);
         if (e != WIRE_E_OK) {
                 c->rstart = c->rend; /* the rest of the stream means nothing now */
+                fdq_clear(&c->rx_fds, false);
                 return client_kill(c, -EPROTO, "the broker sent an invalid frame (%s): %s",
                                    wire_error_name(e), why);
         }
@@ -429,6 +730,13 @@ static int rx_next_frame(ipcd_client *c, WireHeader *h, const uint8_t **ret_fram
                 c->rx_need = h->size;
                 return 0;
         }
+        /* Fds come no later than their frame's first byte. */
+        if (h->n_fds > c->rx_fds.len) {
+                c->rstart = c->rend;
+                return rx_fds_fail(c, -EPROTO,
+                                   "the broker sent a frame whose file descriptors did not arrive");
+        }
+        fdq_pop(&c->rx_fds, ret_fds, h->n_fds);
         *ret_frame = c->rbuf + c->rstart;
         c->rstart += h->size;
         c->rx_need = WIRE_HEADER_SIZE;
@@ -592,18 +900,80 @@ static void queue_free(ipcd_client *c) {
 
 /* ---- frames from the broker ---- */
 
+/*
+ * Gives @tmpl what a MESSAGE with fds carries: with WIRE_F_BULK, checks its
+ * memfd (fds[0]) as the broker did, maps it read-only and closes it; the
+ * other fds become the message's attached fds. Taken fds are set to -1 in
+ * @fds. Returns 1, or 0 when the message must be dropped: a bulk payload
+ * that fails the checks is the broker's fault, not a reason to end the
+ * connection (the reason is in the last error; the caller closes the fds).
+ */
+static int message_resources(ipcd_client *c, const WireHeader *h, const WireDelivery *d,
+                             const char *topic, int *fds, ipcd_msg *tmpl) {
+        void *map = NULL;
+        size_t first = 0, len = 0;
+
+        if (h->flags & WIRE_F_BULK) {
+                MemfdCheck mc;
+
+                if (h->payload_len != 0) {
+                        set_error(c, "dropped a bulk message on '%.*s': it also has an inline payload",
+                                  (int)h->topic_len, topic);
+                        return 0;
+                }
+                mc = memfd_check(fds[0], d->bulk_size, c->max_bulk_size);
+                if (mc == MEMFD_OK && d->bulk_size > SIZE_MAX)
+                        mc = MEMFD_E_TOO_LARGE;
+                if (mc != MEMFD_OK) {
+                        set_error(c, "dropped a bulk message on '%.*s': %s", (int)h->topic_len,
+                                  topic, memfd_check_str(mc));
+                        return 0;
+                }
+                len = (size_t)d->bulk_size;
+                if (len > 0) {
+                        map = mmap(NULL, len, PROT_READ, MAP_SHARED, fds[0], 0);
+                        if (map == MAP_FAILED && errno == EPERM)
+                                /* Older kernels refuse shared maps of some sealed files. */
+                                map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fds[0], 0);
+                        if (map == MAP_FAILED) {
+                                set_error(c, "dropped a bulk message on '%.*s': cannot map its %zu bytes: %s",
+                                          (int)h->topic_len, topic, len, strerror(errno));
+                                note_async_error(c, -ENOMEM);
+                                return 0;
+                        }
+                }
+                /* The mapping keeps the memory: the fd is not needed. */
+                fds[0] = safe_close(fds[0]);
+                first = 1;
+                tmpl->flags |= IPCD_MSG_BULK;
+                tmpl->data = map ? map : "";
+                tmpl->size = len;
+        }
+        if (h->n_fds > first || map) {
+                tmpl->res = msg_res_new(fds + first, h->n_fds - first, map, len);
+                if (!tmpl->res) {
+                        if (map)
+                                (void)munmap(map, len);
+                        set_error(c, "out of memory: dropped a message on '%.*s'",
+                                  (int)h->topic_len, topic);
+                        note_async_error(c, -ENOMEM);
+                        return 0;
+                }
+        }
+        return 1;
+}
+
+/*
+ * A MESSAGE: dispatched now (@dispatch) or queued. Takes from @fds what the
+ * message keeps; the caller closes the rest. Returns 1 when a handler ran.
+ */
 static int handle_message(ipcd_client *c, const WireHeader *h, const uint8_t *meta,
-                          const char *topic, const uint8_t *payload, bool dispatch) {
+                          const char *topic, const uint8_t *payload, int *fds, bool dispatch) {
         WireDelivery d;
         ipcd_msg tmpl;
         ipcd_msg *m;
         int n;
 
-        if (h->flags & WIRE_F_BULK) {
-                set_error(c, "dropped a bulk message on '%.*s': not supported by this library",
-                          (int)h->topic_len, topic);
-                return 0;
-        }
         wire_delivery_decode(meta, &d);
         tmpl = (ipcd_msg){
                 .type = h->type,
@@ -623,16 +993,19 @@ static int handle_message(ipcd_client *c, const WireHeader *h, const uint8_t *me
          * and messages for a subscription that timed out match nothing. */
         if (!any_sub_matches(c, &tmpl))
                 return 0;
+        if (!dispatch && c->closing)
+                return 0;
+        if (h->n_fds > 0 && !message_resources(c, h, &d, topic, fds, &tmpl))
+                return 0;
 
         if (!dispatch) {
-                if (c->closing)
-                        return 0;
                 m = msg_new();
                 if (m) {
                         msg_copy_from(m, &tmpl);
                         if (msg_own(m) < 0)
                                 m = ipcd_msg_unref(m);
                 }
+                tmpl.res = msg_res_unref(tmpl.res); /* m has its own reference */
                 if (!m) {
                         set_error(c, "out of memory: dropped a message on '%.*s'",
                                   (int)h->topic_len, topic);
@@ -655,6 +1028,8 @@ static int handle_message(ipcd_client *c, const WireHeader *h, const uint8_t *me
         c->rbuf_pinned = NULL;
         free(c->rbuf_retired);
         c->rbuf_retired = NULL;
+        /* Messages the handlers kept hold their own references. */
+        tmpl.res = msg_res_unref(tmpl.res);
         return n;
 }
 
@@ -694,11 +1069,12 @@ static int answer(ipcd_client *c, Await *a, uint8_t kind) {
 
 /*
  * Acts on one frame. @dispatch: call handlers for a MESSAGE (from
- * ipcd_client_process()), else queue it (from a blocking call). Returns the
- * number of messages dispatched (0 or 1), or the error that ended the
- * connection.
+ * ipcd_client_process()), else queue it (from a blocking call). @fds are
+ * the frame's h->n_fds fds: what a message keeps is set to -1, the caller
+ * closes the rest. Returns the number of messages dispatched (0 or 1), or
+ * the error that ended the connection.
  */
-static int handle_frame(ipcd_client *c, const WireHeader *h, const uint8_t *frame,
+static int handle_frame(ipcd_client *c, const WireHeader *h, const uint8_t *frame, int *fds,
                         bool dispatch) {
         const uint8_t *meta = frame + WIRE_HEADER_SIZE;
         const char *topic = (const char *)meta + h->meta_len;
@@ -749,18 +1125,18 @@ static int handle_frame(ipcd_client *c, const WireHeader *h, const uint8_t *fram
                 /* The broker checks we are alive; answering can wait for the
                  * next write. Out of memory: it will ask again. */
                 (void)tx_append(c, WIRE_PONG, 0, 0, h->corr, NULL, 0, NULL, 0, payload,
-                                h->payload_len);
+                                h->payload_len, NULL, 0);
                 return 0;
 
         case WIRE_MESSAGE:
-                return handle_message(c, h, meta, topic, payload, dispatch);
+                return handle_message(c, h, meta, topic, payload, fds, dispatch);
 
         case WIRE_GOODBYE:
                 return client_kill(c, -ECONNRESET, "the broker is shutting down");
 
         case WIRE_REQUEST:
         case WIRE_REPLY:
-                return 0; /* reserved; this library makes no requests */
+                return 0; /* reserved; this library makes no requests (fds closed) */
 
         default:
                 return client_kill(c, -EPROTO, "the broker sent a %s frame, which only clients send",
@@ -779,7 +1155,11 @@ static int handle_frame(ipcd_client *c, const WireHeader *h, const uint8_t *fram
  * or the error that ended the connection.
  */
 static int client_block(ipcd_client *c, Await *a, size_t out_max, uint64_t deadline) {
+        /* Waiting for output to drain also waits for its fds (the dups
+         * this process holds) to be written. */
+        size_t fds_max = out_max == 0 ? 0 : TX_FDS_LOW_WATER;
         Await *saved = c->await;
+        int fds[UINT8_MAX];
         int r;
 
         c->await = a;
@@ -792,10 +1172,11 @@ static int client_block(ipcd_client *c, Await *a, size_t out_max, uint64_t deadl
                 /* Frames already buffered may hold the answer, also after
                  * the connection ended. */
                 while (!(a && a->done)) {
-                        r = rx_next_frame(c, &h, &f);
+                        r = rx_next_frame(c, &h, &f, fds);
                         if (r <= 0)
                                 break;
-                        (void)handle_frame(c, &h, f, false);
+                        (void)handle_frame(c, &h, f, fds, false);
+                        close_fds(fds, h.n_fds);
                 }
                 if (a && a->done) {
                         r = 0;
@@ -808,7 +1189,7 @@ static int client_block(ipcd_client *c, Await *a, size_t out_max, uint64_t deadl
                 (void)tx_write(c);
                 if (c->dead)
                         continue;
-                if (!a && c->wend - c->wstart <= out_max) {
+                if (!a && c->wend - c->wstart <= out_max && c->tx_fds.len <= fds_max) {
                         r = 0;
                         break;
                 }
@@ -974,10 +1355,11 @@ _public_ int ipcd_client_new(ipcd_client **ret, const char *socket_path, const c
         c->max_topic_len = WIRE_DEFAULT_MAX_TOPIC;
         c->max_payload = WIRE_DEFAULT_MAX_PAYLOAD;
         c->max_types = WIRE_MAX_TYPES_PER_SUB;
+        c->bulk_threshold = DEFAULT_BULK_THRESHOLD;
         c->rx_limits = (WireLimits){
                 .max_payload = RX_MAX_PAYLOAD,
                 .max_topic_len = UINT16_MAX,
-                .max_fds = UINT8_MAX, /* whatever comes is closed */
+                .max_fds = UINT8_MAX, /* a receiver takes what the broker sends */
         };
         snprintf(c->last_error, sizeof(c->last_error), "no error");
 
@@ -992,7 +1374,7 @@ _public_ int ipcd_client_new(ipcd_client **ret, const char *socket_path, const c
 
         a = (Await){ .corr = c->next_corr++, .want = WIRE_WELCOME };
         r = tx_append(c, WIRE_HELLO, 0, 0, a.corr, hello, sizeof(hello), NULL, 0, name,
-                      strlen(name));
+                      strlen(name), NULL, 0);
         if (r < 0)
                 return r;
         r = client_block(c, &a, 0, deadline);
@@ -1006,6 +1388,10 @@ _public_ int ipcd_client_new(ipcd_client **ret, const char *socket_path, const c
         c->max_topic_len = a.welcome.max_topic_len;
         if (a.welcome.max_types_per_sub > 0 && a.welcome.max_types_per_sub < c->max_types)
                 c->max_types = a.welcome.max_types_per_sub;
+        /* Fds per frame: the header has 8 bits, a sendmsg() carries 253. */
+        c->max_fds = a.welcome.max_fds < WIRE_MAX_FDS_PER_SENDMSG ? a.welcome.max_fds
+                                                                  : WIRE_MAX_FDS_PER_SENDMSG;
+        c->max_bulk_size = c->max_fds > 0 ? a.welcome.max_bulk_size : 0;
         c->rx_limits.max_topic_len = (uint16_t)a.welcome.max_topic_len;
         if (a.welcome.max_payload > c->rx_limits.max_payload)
                 c->rx_limits.max_payload = a.welcome.max_payload;
@@ -1035,6 +1421,9 @@ _public_ ipcd_client *ipcd_client_unref(ipcd_client *c) {
                 (void)client_block(c, NULL, 0, deadline_after(c->timeout_ms));
         }
         safe_close(c->fd);
+        fdq_clear(&c->tx_fds, true);
+        fdq_clear(&c->rx_fds, true);
+        free(c->txf);
         while ((s = c->subs)) {
                 c->subs = s->next;
                 free(s);
@@ -1061,14 +1450,81 @@ _public_ int ipcd_client_set_timeout(ipcd_client *c, int timeout_ms) {
         return 0;
 }
 
-_public_ int ipcd_client_publish(ipcd_client *c, const char *topic, uint32_t type,
-                                 const void *data, size_t size, unsigned flags) {
-        size_t topic_len;
+/* The negative errno for a failed memfd_check() of an application's memfd. */
+static int memfd_check_errno(MemfdCheck mc) {
+        switch (mc) {
+        case MEMFD_OK:
+                return 0;
+        case MEMFD_E_BADF:
+                return -EBADF;
+        case MEMFD_E_NO_SEALS:
+                return -EPERM;
+        case MEMFD_E_TOO_LARGE:
+                return -EMSGSIZE;
+        default:
+                return -EINVAL;
+        }
+}
+
+/*
+ * Makes sure @memfd can go as a bulk payload of @size bytes, sealing it
+ * when it has no seals yet: the seals are the file's, so the application's
+ * memfd is sealed too. Nothing is changed when it is too short or no memfd
+ * at all. Returns 0 or a negative errno (explained in the last error).
+ */
+static int memfd_prepare(ipcd_client *c, int memfd, uint64_t size) {
+        MemfdCheck mc = memfd_check(memfd, size, c->max_bulk_size);
+        int r;
+
+        if (mc == MEMFD_E_NO_SEALS) {
+                struct stat st;
+
+                if (fstat(memfd, &st) < 0 || st.st_size < 0 || (uint64_t)st.st_size < size)
+                        mc = MEMFD_E_TOO_SHORT;
+                else {
+                        r = memfd_seal(memfd);
+                        if (r < 0) {
+                                if (r == -EBUSY)
+                                        set_error(c, "cannot seal the memfd: a writable mapping of it exists");
+                                else if (r == -EPERM)
+                                        set_error(c, "cannot seal the memfd: it does not allow sealing "
+                                                     "(made without MFD_ALLOW_SEALING, or F_SEAL_SEAL is set)");
+                                else
+                                        set_error(c, "cannot seal the memfd: %s", strerror(-r));
+                                return r;
+                        }
+                        mc = memfd_check(memfd, size, c->max_bulk_size);
+                }
+        }
+        if (mc != MEMFD_OK) {
+                if (mc == MEMFD_E_TOO_LARGE)
+                        set_error(c, "bulk payload of %" PRIu64 " bytes exceeds the broker's limit of %" PRIu64
+                                     " bytes", size, c->max_bulk_size);
+                else
+                        set_error(c, "%s", memfd_check_str(mc));
+                return memfd_check_errno(mc);
+        }
+        return 0;
+}
+
+/*
+ * What the publish calls share. The payload is either @data/@size (it goes
+ * as a sealed memfd when it is above the bulk threshold or over
+ * max_payload) or, when @memfd >= 0, the application's memfd of @bulk_size
+ * bytes. The application keeps @memfd and @fds: dups are sent.
+ */
+static int publish(ipcd_client *c, const char *topic, uint32_t type, const void *data,
+                   size_t size, int memfd, uint64_t bulk_size, const int *fds, size_t n_fds,
+                   unsigned flags) {
+        int owned[WIRE_MAX_FDS_PER_SENDMSG];
+        uint8_t meta[WIRE_META_PUBLISH_BULK];
+        size_t topic_len, n_owned = 0, i;
+        bool bulk = memfd >= 0;
         TopicCheck tc;
         uint64_t corr;
         int r;
 
-        if (!c || !topic || (!data && size > 0) ||
+        if (!c || !topic || (!data && size > 0) || (!fds && n_fds > 0) ||
             (flags & ~(IPCD_PUBLISH_MORE | IPCD_PUBLISH_ACK)))
                 return -EINVAL;
         if (c->dead)
@@ -1079,20 +1535,105 @@ _public_ int ipcd_client_publish(ipcd_client *c, const char *topic, uint32_t typ
                 set_error(c, "invalid topic name: %s", topic_check_str(tc));
                 return -EINVAL;
         }
-        if (size > c->max_payload) {
-                set_error(c, "payload of %zu bytes exceeds the broker's limit of %zu bytes", size,
-                          c->max_payload);
-                return -EMSGSIZE;
+        for (i = 0; i < n_fds; i++)
+                if (fds[i] < 0) {
+                        set_error(c, "file descriptor %zu is negative (%d)", i, fds[i]);
+                        return -EINVAL;
+                }
+        if (n_fds > 0 && c->max_fds == 0) {
+                set_error(c, "the broker accepts no file descriptors");
+                return -EOPNOTSUPP;
         }
-        if (c->wend - c->wstart > TX_HIGH_WATER) {
+        if (n_fds > c->max_fds) {
+                set_error(c, "%zu file descriptors exceed the broker's limit of %zu per message",
+                          n_fds, c->max_fds);
+                return -E2BIG;
+        }
+
+        /* Bulk when the payload is large and can go that way; inline
+         * otherwise, as long as it fits a frame. */
+        if (!bulk && size > 0 && (size > c->bulk_threshold || size > c->max_payload) &&
+            size <= c->max_bulk_size && n_fds < c->max_fds) {
+                bulk = true;
+                bulk_size = size;
+        }
+        if (!bulk && size > c->max_payload) {
+                if (c->max_bulk_size == 0) {
+                        set_error(c, "payload of %zu bytes exceeds the broker's limit of %zu bytes "
+                                     "(and it accepts no bulk payloads)", size, c->max_payload);
+                        return -EMSGSIZE;
+                }
+                if (size > c->max_bulk_size) {
+                        set_error(c, "payload of %zu bytes exceeds the broker's bulk limit of %" PRIu64
+                                     " bytes", size, c->max_bulk_size);
+                        return -EMSGSIZE;
+                }
+                set_error(c, "a payload of %zu bytes goes as a memfd, which takes one of the "
+                             "broker's %zu file descriptors per message: at most %zu more may go with it",
+                          size, c->max_fds, c->max_fds - 1);
+                return -E2BIG;
+        }
+        if (memfd >= 0) {
+                if (c->max_bulk_size == 0) {
+                        set_error(c, "the broker accepts no bulk (memfd) payloads");
+                        return -EOPNOTSUPP;
+                }
+                if (n_fds >= c->max_fds) {
+                        set_error(c, "a bulk payload takes one of the broker's %zu file descriptors "
+                                     "per message: at most %zu more may go with it",
+                                  c->max_fds, c->max_fds - 1);
+                        return -E2BIG;
+                }
+                r = memfd_prepare(c, memfd, bulk_size);
+                if (r < 0)
+                        return r;
+        }
+
+        if (c->wend - c->wstart > TX_HIGH_WATER || c->tx_fds.len > TX_FDS_HIGH_WATER) {
                 r = client_block(c, NULL, TX_LOW_WATER, deadline_after(c->timeout_ms));
                 if (r < 0)
                         return r;
         }
 
+        /* Dups first (cheap, and a closed fd fails here), then the memfd. */
+        if (bulk)
+                owned[n_owned++] = -1;
+        for (i = 0; i < n_fds; i++) {
+                int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+                if (fd < 0) {
+                        r = -errno;
+                        if (r == -EBADF)
+                                set_error(c, "file descriptor %d is not open", fds[i]);
+                        else
+                                set_error(c, "cannot duplicate file descriptor %d: %s", fds[i],
+                                          strerror(-r));
+                        close_fds(owned, n_owned);
+                        return r;
+                }
+                owned[n_owned++] = fd;
+        }
+        if (bulk) {
+                if (memfd >= 0)
+                        owned[0] = fcntl(memfd, F_DUPFD_CLOEXEC, 3);
+                else
+                        owned[0] = memfd_new_sealed("ipcd-bulk", data, size);
+                if (owned[0] < 0) {
+                        r = memfd >= 0 ? -errno : owned[0];
+                        set_error(c, "cannot %s the bulk payload's memfd: %s",
+                                  memfd >= 0 ? "duplicate" : "create", strerror(-r));
+                        owned[0] = -1;
+                        close_fds(owned, n_owned);
+                        return r;
+                }
+                le64_write(meta, bulk_size);
+        }
+
         corr = c->next_corr++;
-        r = tx_append(c, WIRE_PUBLISH, (flags & IPCD_PUBLISH_ACK) ? WIRE_F_ACK : 0, type, corr,
-                      NULL, 0, topic, topic_len, data, size);
+        r = tx_append(c, WIRE_PUBLISH,
+                      (uint16_t)(((flags & IPCD_PUBLISH_ACK) ? WIRE_F_ACK : 0) |
+                                 (bulk ? WIRE_F_BULK : 0)),
+                      type, corr, bulk ? meta : NULL, bulk ? sizeof(meta) : 0, topic, topic_len,
+                      bulk ? NULL : data, bulk ? 0 : size, owned, n_owned);
         if (r < 0)
                 return r;
         if (flags & IPCD_PUBLISH_ACK) {
@@ -1104,6 +1645,34 @@ _public_ int ipcd_client_publish(ipcd_client *c, const char *topic, uint32_t typ
                 if (c->dead)
                         return client_dead_error(c);
         }
+        return 0;
+}
+
+_public_ int ipcd_client_publish(ipcd_client *c, const char *topic, uint32_t type,
+                                 const void *data, size_t size, unsigned flags) {
+        return publish(c, topic, type, data, size, -1, 0, NULL, 0, flags);
+}
+
+_public_ int ipcd_client_publish_fds(ipcd_client *c, const char *topic, uint32_t type,
+                                     const void *data, size_t size, const int *fds,
+                                     size_t n_fds, unsigned flags) {
+        return publish(c, topic, type, data, size, -1, 0, fds, n_fds, flags);
+}
+
+_public_ int ipcd_client_publish_memfd(ipcd_client *c, const char *topic, uint32_t type,
+                                       int memfd, uint64_t size, const int *fds, size_t n_fds,
+                                       unsigned flags) {
+        if (c && memfd < 0) {
+                set_error(c, "the memfd is negative (%d)", memfd);
+                return -EINVAL;
+        }
+        return publish(c, topic, type, NULL, 0, memfd, size, fds, n_fds, flags);
+}
+
+_public_ int ipcd_client_set_bulk_threshold(ipcd_client *c, size_t bytes) {
+        if (!c)
+                return -EINVAL;
+        c->bulk_threshold = bytes;
         return 0;
 }
 
@@ -1154,7 +1723,7 @@ _public_ int ipcd_client_subscribe(ipcd_client *c, const char *filter, const uin
 
         a = (Await){ .corr = c->next_corr++, .want = WIRE_ACK };
         r = tx_append(c, WIRE_SUBSCRIBE, 0, 0, a.corr, meta, sizeof(meta), filter, filter_len,
-                      payload, 4 * n_types);
+                      payload, 4 * n_types, NULL, 0);
         if (r >= 0)
                 r = client_request(c, &a);
         if (r < 0) {
@@ -1195,7 +1764,8 @@ _public_ int ipcd_client_unsubscribe(ipcd_client *c, uint32_t id) {
         le32_write(meta, id);
         le32_write(meta + 4, 0);
         a = (Await){ .corr = c->next_corr++, .want = WIRE_ACK };
-        r = tx_append(c, WIRE_UNSUBSCRIBE, 0, 0, a.corr, meta, sizeof(meta), NULL, 0, NULL, 0);
+        r = tx_append(c, WIRE_UNSUBSCRIBE, 0, 0, a.corr, meta, sizeof(meta), NULL, 0, NULL, 0,
+                      NULL, 0);
         if (r < 0)
                 return r;
         return client_request(c, &a);
@@ -1230,18 +1800,20 @@ _public_ int ipcd_client_process(ipcd_client *c) {
                 err = tx_write(c);
         for (;;) {
                 const uint8_t *f = NULL;
+                int fds[UINT8_MAX];
                 WireHeader h;
                 ssize_t k;
 
                 /* What blocking calls queued came before what is buffered. */
                 n += dispatch_queue(c);
-                r = rx_next_frame(c, &h, &f);
+                r = rx_next_frame(c, &h, &f, fds);
                 if (r < 0) {
                         err = err ? err : r;
                         break;
                 }
                 if (r > 0) {
-                        r = handle_frame(c, &h, f, true);
+                        r = handle_frame(c, &h, f, fds, true);
+                        close_fds(fds, h.n_fds);
                         if (r < 0)
                                 err = err ? err : r;
                         else
@@ -1312,7 +1884,7 @@ _public_ int ipcd_client_sync(ipcd_client *c) {
                 return -EINVAL;
         if (!c->dead) {
                 a = (Await){ .corr = c->next_corr++, .want = WIRE_PONG };
-                r = tx_append(c, WIRE_PING, 0, 0, a.corr, NULL, 0, NULL, 0, NULL, 0);
+                r = tx_append(c, WIRE_PING, 0, 0, a.corr, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
                 if (r >= 0)
                         r = client_request(c, &a);
         } else
@@ -1360,7 +1932,7 @@ _public_ int ipcd_client_admin(ipcd_client *c, const char *command, char **ret_j
                 return -EINVAL;
         }
         a = (Await){ .corr = c->next_corr++, .want = WIRE_ADMIN_REPLY };
-        r = tx_append(c, WIRE_ADMIN, 0, 0, a.corr, NULL, 0, command, len, NULL, 0);
+        r = tx_append(c, WIRE_ADMIN, 0, 0, a.corr, NULL, 0, command, len, NULL, 0, NULL, 0);
         if (r >= 0)
                 r = client_request(c, &a);
         if (r < 0) {

@@ -8,6 +8,7 @@
  *   3 cannot connect to the broker, 4 timed out.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -19,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +35,19 @@
 #define EXIT_TIMEOUT 4
 
 #define MAX_TYPES 64
+/* --fd options at most: what one sendmsg() can carry (the broker's own
+ * limit, 16 by default, is checked by the library). */
+#define MAX_PUB_FDS 253
+/* Files larger than this go to the broker as a memfd filled in the kernel
+ * (the library's default bulk threshold). */
+#define FILE_BULK_MIN (64u << 10)
+/* Standard input read into memory: at most this (the broker's default bulk
+ * limit; the library refuses what the broker does not take). */
+#define STDIN_MAX (1ull << 30)
+
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
 
 static const char *arg_socket;
 static int arg_timeout_ms = 5000;
@@ -269,19 +286,25 @@ static void print_base64(FILE *f, const unsigned char *s, size_t len) {
 /* ---- pub ---- */
 
 static void help_pub(void) {
-        printf("Usage: ipcctl [OPTIONS] pub TOPIC [--type N] [DATA | -]\n"
+        printf("Usage: ipcctl [OPTIONS] pub TOPIC [--type N] [--fd PATH]... [DATA | - | --file PATH]\n"
                "\n"
                "Publish one message on TOPIC and wait until the broker has routed it.\n"
                "DATA is the payload; '-' reads it from standard input; without DATA the\n"
-               "payload is empty.\n"
+               "payload is empty. Payloads over 64 KiB go to the broker as a sealed memfd\n"
+               "(receivers map it; nobody copies it on the way).\n"
                "\n"
-               "  --type N   user message type (0..4294967295, default 0)\n"
-               "  -h --help  show this help\n");
+               "  --type N     user message type (0..4294967295, default 0)\n"
+               "  --file PATH  the payload is the contents of PATH; a large regular file is\n"
+               "               copied into a memfd by the kernel, with no copy through ipcctl\n"
+               "  --fd PATH    open PATH read-only and pass the open file with the message\n"
+               "               (repeatable, in order; the broker allows 16 per message by\n"
+               "               default, one less with a memfd payload)\n"
+               "  -h --help    show this help\n");
 }
 
-/* Reads all of standard input, at most @max bytes. Returns 0, -EMSGSIZE
- * when there is more, or another negative errno. */
-static int read_stdin(size_t max, char **ret, size_t *ret_len) {
+/* Reads all of @fd, at most @max bytes. Returns 0, -EMSGSIZE when there is
+ * more, or another negative errno. */
+static int read_all(int fd, size_t max, char **ret, size_t *ret_len) {
         size_t len = 0, cap = 0;
         char *buf = NULL;
 
@@ -298,7 +321,7 @@ static int read_stdin(size_t max, char **ret, size_t *ret_len) {
                         buf = nb;
                         cap = ncap;
                 }
-                n = read(STDIN_FILENO, buf + len, cap - len);
+                n = read(fd, buf + len, cap - len);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -318,24 +341,123 @@ static int read_stdin(size_t max, char **ret, size_t *ret_len) {
         return 0;
 }
 
+/*
+ * Copies the first @len bytes of the regular file @fd into a new memfd
+ * inside the kernel (copy_file_range(), else sendfile(): the data never
+ * passes through ipcctl). The library seals it when publishing. Returns
+ * the memfd, or a negative errno; *ret_len receives the bytes copied (less
+ * than @len when the file shrank meanwhile).
+ */
+static int file_to_memfd(int fd, uint64_t len, uint64_t *ret_len) {
+        bool use_sendfile = false;
+        off_t in_off = 0, out_off = 0;
+        uint64_t done = 0;
+        int memfd, r;
+
+        memfd = memfd_create("ipcctl-file", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+        if (memfd < 0 && errno == EINVAL)
+                memfd = memfd_create("ipcctl-file", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (memfd < 0)
+                return -errno;
+        while (done < len) {
+                size_t chunk = len - done > (1u << 30) ? (1u << 30) : (size_t)(len - done);
+                ssize_t n;
+
+                if (!use_sendfile) {
+                        n = copy_file_range(fd, &in_off, memfd, &out_off, chunk, 0);
+                        if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                                      errno == EOPNOTSUPP)) {
+                                /* Across file systems: sendfile() splices. */
+                                use_sendfile = true;
+                                continue;
+                        }
+                } else
+                        n = sendfile(memfd, fd, &in_off, chunk);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        close(memfd);
+                        return r;
+                }
+                if (n == 0)
+                        break;
+                done += (uint64_t)n;
+        }
+        *ret_len = done;
+        return memfd;
+}
+
+/* The payload of a pub: bytes in memory, or a memfd of @memfd_len bytes. */
+typedef struct Payload {
+        char *data;
+        size_t size;
+        int memfd;
+        uint64_t memfd_len;
+} Payload;
+
+/* Loads the contents of @fd (named @what in errors) as a payload: a large
+ * regular file into a memfd, anything else into memory. Returns 0 or an
+ * exit code. */
+static int load_payload(int fd, const char *what, Payload *p) {
+        struct stat st;
+        int r;
+
+        if (fstat(fd, &st) < 0) {
+                log_error("pub: cannot read %s: %s", what, strerror(errno));
+                return EXIT_BROKER;
+        }
+        if (S_ISREG(st.st_mode) && (uint64_t)st.st_size > FILE_BULK_MIN) {
+                r = file_to_memfd(fd, (uint64_t)st.st_size, &p->memfd_len);
+                if (r < 0) {
+                        log_error("pub: cannot copy %s into a memfd: %s", what, strerror(-r));
+                        return EXIT_BROKER;
+                }
+                p->memfd = r;
+                return 0;
+        }
+        r = read_all(fd, STDIN_MAX, &p->data, &p->size);
+        if (r == -EMSGSIZE) {
+                log_error("pub: %s is larger than %llu bytes", what, (unsigned long long)STDIN_MAX);
+                return EXIT_BROKER;
+        }
+        if (r < 0) {
+                log_error("pub: cannot read %s: %s", what, strerror(-r));
+                return EXIT_BROKER;
+        }
+        return 0;
+}
+
 static int cmd_pub(int argc, char **argv) {
         static const struct option options[] = {
                 { "type", required_argument, NULL, 'T' },
+                { "file", required_argument, NULL, 'F' },
+                { "fd", required_argument, NULL, 'D' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        const char *topic, *data_arg = NULL;
+        const char *topic, *data_arg = NULL, *file = NULL, *fd_paths[MAX_PUB_FDS];
+        int fds[MAX_PUB_FDS], o, r, ret, file_fd = -1;
+        Payload p = { .memfd = -1 };
         ipcd_client *c = NULL;
-        char *data = NULL;
+        size_t n_fds = 0, i;
         uint32_t type = 0;
-        size_t size = 0;
-        int o, r, ret;
 
         while ((o = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
                 switch (o) {
                 case 'T':
                         if (parse_u32(optarg, &type) < 0)
                                 return usage_error("pub", "invalid --type '%s'", optarg);
+                        break;
+                case 'F':
+                        if (file)
+                                return usage_error("pub", "--file given twice");
+                        file = optarg;
+                        break;
+                case 'D':
+                        if (n_fds == MAX_PUB_FDS)
+                                return usage_error("pub", "at most %d --fd options", MAX_PUB_FDS);
+                        fd_paths[n_fds++] = optarg;
                         break;
                 case 'h':
                         help_pub();
@@ -353,32 +475,59 @@ static int cmd_pub(int argc, char **argv) {
                 data_arg = argv[optind++];
         if (optind < argc)
                 return usage_error("pub", "unexpected argument '%s'", argv[optind]);
+        if (file && data_arg)
+                return usage_error("pub", "give DATA, '-' or --file, not more than one");
+
+        /* Files named on the command line first: a typo is a usage error,
+         * found before anything is sent. */
+        ret = 0;
+        for (i = 0; i < n_fds; i++) {
+                fds[i] = open(fd_paths[i], O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fds[i] < 0) {
+                        log_error("pub: cannot open '%s' for --fd: %s", fd_paths[i], strerror(errno));
+                        n_fds = i;
+                        ret = EXIT_USAGE;
+                        goto out;
+                }
+        }
+        if (file) {
+                file_fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (file_fd < 0) {
+                        log_error("pub: cannot open '%s' for --file: %s", file, strerror(errno));
+                        ret = EXIT_USAGE;
+                        goto out;
+                }
+        }
 
         ret = connect_broker(&c);
         if (ret != 0)
-                return ret;
+                goto out;
 
-        if (data_arg && strcmp(data_arg, "-") == 0) {
-                r = read_stdin(ipcd_client_get_max_payload(c), &data, &size);
-                if (r == -EMSGSIZE) {
-                        log_error("pub: the data on standard input exceeds the broker's limit of %zu bytes",
-                                  ipcd_client_get_max_payload(c));
-                        ipcd_client_unref(c);
-                        return EXIT_BROKER;
-                }
-                if (r < 0) {
-                        log_error("pub: cannot read standard input: %s", strerror(-r));
-                        ipcd_client_unref(c);
-                        return EXIT_BROKER;
-                }
-        } else if (data_arg) {
-                size = strlen(data_arg);
-        }
+        if (file)
+                ret = load_payload(file_fd, file, &p);
+        else if (data_arg && strcmp(data_arg, "-") == 0)
+                ret = load_payload(STDIN_FILENO, "standard input", &p);
+        else if (data_arg)
+                p.size = strlen(data_arg);
+        if (ret != 0)
+                goto out;
 
-        r = ipcd_client_publish(c, topic, type, data ? data : data_arg, size, IPCD_PUBLISH_ACK);
+        if (p.memfd >= 0)
+                r = ipcd_client_publish_memfd(c, topic, type, p.memfd, p.memfd_len, fds, n_fds,
+                                              IPCD_PUBLISH_ACK);
+        else
+                r = ipcd_client_publish_fds(c, topic, type, p.data ? p.data : data_arg, p.size, fds,
+                                            n_fds, IPCD_PUBLISH_ACK);
         ret = r < 0 ? report(c, r, "pub: cannot publish") : 0;
-        free(data);
+out:
         ipcd_client_unref(c);
+        for (i = 0; i < n_fds; i++)
+                close(fds[i]);
+        if (file_fd >= 0)
+                close(file_fd);
+        if (p.memfd >= 0)
+                close(p.memfd);
+        free(p.data);
         return ret;
 }
 
@@ -388,9 +537,162 @@ typedef struct SubState {
         bool json;
         uint64_t count; /* 0: no limit */
         uint64_t received;
+        int save_dirfd; /* --save: the directory, else -1 */
+        const char *save_dir;
+        int failed; /* an exit code: stop */
 } SubState;
 
-static void print_message_json(ipcd_msg *m) {
+/* What an fd is, for people and scripts: a type, and a path or name when
+ * there is one. */
+typedef struct FdInfo {
+        const char *type;
+        const char *key; /* "path", "name" or NULL */
+        char value[PATH_MAX];
+} FdInfo;
+
+static void describe_fd(int fd, FdInfo *ret) {
+        static const char *const anon[] = { "eventfd", "timerfd", "signalfd", "pidfd",
+                                            "inotify", "fanotify", "userfaultfd", "io_uring" };
+        char proc[64], link[PATH_MAX];
+        struct stat st;
+        ssize_t n;
+        size_t i;
+
+        *ret = (FdInfo){ .type = "unknown" };
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+        n = readlink(proc, link, sizeof(link) - 1);
+        link[n < 0 ? 0 : n] = 0;
+        if (fstat(fd, &st) < 0)
+                return;
+        switch (st.st_mode & S_IFMT) {
+        case S_IFREG:
+                if (strncmp(link, "/memfd:", 7) == 0) {
+                        char *deleted = strstr(link, " (deleted)");
+                        if (deleted)
+                                *deleted = 0;
+                        ret->type = "memfd";
+                        ret->key = "name";
+                        snprintf(ret->value, sizeof(ret->value), "%s", link + 7);
+                        return;
+                }
+                ret->type = "file";
+                break;
+        case S_IFDIR:
+                ret->type = "directory";
+                break;
+        case S_IFCHR:
+                ret->type = "chardev";
+                break;
+        case S_IFBLK:
+                ret->type = "blockdev";
+                break;
+        case S_IFIFO:
+                if (strncmp(link, "pipe:", 5) == 0) {
+                        ret->type = "pipe";
+                        return;
+                }
+                ret->type = "fifo";
+                break;
+        case S_IFSOCK:
+                ret->type = "socket";
+                return;
+        default:
+                /* Anonymous inodes: "anon_inode:[eventfd]", "anon_inode:inotify". */
+                if (strncmp(link, "anon_inode:", 11) == 0) {
+                        const char *name = link + 11;
+                        size_t len = strlen(name);
+
+                        if (len >= 2 && name[0] == '[' && name[len - 1] == ']') {
+                                name++;
+                                len -= 2;
+                        }
+                        for (i = 0; i < sizeof(anon) / sizeof(anon[0]); i++)
+                                if (strlen(anon[i]) == len && strncmp(anon[i], name, len) == 0) {
+                                        ret->type = anon[i];
+                                        return;
+                                }
+                        if (len == 9 && strncmp(name, "eventpoll", 9) == 0) {
+                                ret->type = "epoll";
+                                return;
+                        }
+                        ret->type = "anon_inode";
+                        ret->key = "name";
+                        snprintf(ret->value, sizeof(ret->value), "%.*s", (int)len, name);
+                }
+                return;
+        }
+        if (n > 0) {
+                ret->key = "path";
+                snprintf(ret->value, sizeof(ret->value), "%s", link);
+        }
+}
+
+/* Writes @s as a JSON string; bytes that are not valid UTF-8 (a path may
+ * hold any) become U+FFFD. */
+static void print_json_text(FILE *f, const char *s) {
+        char buf[3 * PATH_MAX + 1];
+        size_t len = strlen(s), i = 0, o = 0;
+
+        while (i < len && o + 3 < sizeof(buf)) {
+                size_t n = utf8_char((const unsigned char *)s + i, len - i);
+                if (n == 0) {
+                        memcpy(buf + o, "\xef\xbf\xbd", 3);
+                        o += 3;
+                        i++;
+                        continue;
+                }
+                if (o + n >= sizeof(buf))
+                        break;
+                memcpy(buf + o, s + i, n);
+                o += n;
+                i += n;
+        }
+        print_json_string(f, buf, o);
+}
+
+static void print_fds_json(ipcd_msg *m) {
+        size_t i, n = ipcd_msg_get_n_fds(m);
+
+        fputs(",\"fds\":[", stdout);
+        for (i = 0; i < n; i++) {
+                FdInfo info;
+
+                describe_fd(ipcd_msg_get_fd(m, i), &info);
+                printf("%s{\"type\":\"%s\"", i ? "," : "", info.type);
+                if (info.key) {
+                        printf(",\"%s\":", info.key);
+                        print_json_text(stdout, info.value);
+                }
+                fputc('}', stdout);
+        }
+        fputc(']', stdout);
+}
+
+static void print_fds_human(ipcd_msg *m) {
+        size_t i, n = ipcd_msg_get_n_fds(m);
+
+        if (n == 0)
+                return;
+        fputs(" fds=[", stdout);
+        for (i = 0; i < n; i++) {
+                FdInfo info;
+
+                describe_fd(ipcd_msg_get_fd(m, i), &info);
+                printf("%s%s", i ? "," : "", info.type);
+                if (info.key) {
+                        fputc(':', stdout);
+                        print_text_escaped(stdout, info.value, strlen(info.value));
+                }
+        }
+        fputc(']', stdout);
+}
+
+static const char *transport(ipcd_msg *m) {
+        return (ipcd_msg_get_flags(m) & IPCD_MSG_BULK) ? "memfd" : "inline";
+}
+
+/* @saved: where --save wrote the payload (then it is not printed), or NULL. */
+static void print_message_json(ipcd_msg *m, const char *saved) {
         const char *topic = ipcd_msg_get_topic(m);
         size_t size;
         const void *data = ipcd_msg_get_data(m, &size);
@@ -404,7 +706,12 @@ static void print_message_json(ipcd_msg *m) {
                (unsigned long)ipcd_msg_get_sender_gid(m), size, ipcd_msg_get_subscription(m));
         if (ipcd_msg_get_flags(m) & IPCD_MSG_RETAINED)
                 fputs(",\"retained\":true", stdout);
-        if (is_text(data, size)) {
+        printf(",\"payload_transport\":\"%s\"", transport(m));
+        print_fds_json(m);
+        if (saved) {
+                fputs(",\"saved\":", stdout);
+                print_json_text(stdout, saved);
+        } else if (is_text(data, size)) {
                 fputs(",\"payload\":", stdout);
                 print_json_string(stdout, data, size);
         } else {
@@ -415,48 +722,110 @@ static void print_message_json(ipcd_msg *m) {
         fputs("}\n", stdout);
 }
 
-static void print_message_human(ipcd_msg *m) {
+static void print_message_human(ipcd_msg *m, const char *saved) {
         size_t size;
         const void *data = ipcd_msg_get_data(m, &size);
 
-        printf("%s type=%" PRIu32 " seq=%" PRIu64 " pid=%ld uid=%lu size=%zu: ",
+        printf("%s type=%" PRIu32 " seq=%" PRIu64 " pid=%ld uid=%lu size=%zu transport=%s",
                ipcd_msg_get_topic(m), ipcd_msg_get_type(m), ipcd_msg_get_seq(m),
-               (long)ipcd_msg_get_sender_pid(m), (unsigned long)ipcd_msg_get_sender_uid(m),
-               size);
-        if (is_text(data, size))
+               (long)ipcd_msg_get_sender_pid(m), (unsigned long)ipcd_msg_get_sender_uid(m), size,
+               transport(m));
+        print_fds_human(m);
+        fputs(": ", stdout);
+        if (saved) {
+                fputs("saved to ", stdout);
+                print_text_escaped(stdout, saved, strlen(saved));
+        } else if (is_text(data, size))
                 print_text_escaped(stdout, data, size);
         else
                 printf("<%zu bytes binary>", size);
         fputc('\n', stdout);
 }
 
+/*
+ * --save: writes the payload of @m to SEQ-TOPIC.bin in the save directory
+ * ('/' in the topic becomes '_'; the name is cut to NAME_MAX). @ret_path
+ * receives the path. Returns 0 or a negative errno.
+ */
+static int save_payload(SubState *st, ipcd_msg *m, char *ret_path, size_t path_size) {
+        char name[NAME_MAX + 1];
+        const char *topic = ipcd_msg_get_topic(m);
+        size_t size, len, i;
+        const char *data = ipcd_msg_get_data(m, &size);
+        int fd, r = 0;
+
+        len = (size_t)snprintf(name, sizeof(name), "%" PRIu64 "-", ipcd_msg_get_seq(m));
+        for (i = 0; topic[i] && len < sizeof(name) - 1 - 4; i++)
+                name[len++] = topic[i] == '/' ? '_' : topic[i];
+        memcpy(name + len, ".bin", 5);
+        snprintf(ret_path, path_size, "%s/%s", st->save_dir, name);
+
+        fd = openat(st->save_dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                    0644);
+        if (fd < 0)
+                return -errno;
+        while (size > 0) {
+                ssize_t n = write(fd, data, size);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = -errno;
+                        break;
+                }
+                data += n;
+                size -= (size_t)n;
+        }
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        return r;
+}
+
 static void on_message(ipcd_client *c, ipcd_msg *m, void *userdata) {
         SubState *st = userdata;
+        char path[PATH_MAX + NAME_MAX + 2];
+        const char *saved = NULL;
 
-        if (st->count > 0 && st->received >= st->count)
+        if (st->failed || (st->count > 0 && st->received >= st->count))
                 return; /* enough: the rest of this batch is not shown */
+        if (st->save_dirfd >= 0) {
+                int r = save_payload(st, m, path, sizeof(path));
+                if (r < 0) {
+                        log_error("sub: cannot save the payload to %s: %s", path, strerror(-r));
+                        st->failed = EXIT_BROKER;
+                        return;
+                }
+                saved = path;
+        }
         if (st->json)
-                print_message_json(m);
+                print_message_json(m, saved);
         else
-                print_message_human(m);
+                print_message_human(m, saved);
         fflush(stdout);
         st->received++;
 }
 
 static void help_sub(void) {
-        printf("Usage: ipcctl [OPTIONS] sub FILTER [--type N]... [--count N] [--timeout SECONDS] [--json]\n"
+        printf("Usage: ipcctl [OPTIONS] sub FILTER [--type N]... [--count N] [--timeout SECONDS]\n"
+               "                                   [--json] [--save DIR]\n"
                "\n"
                "Subscribe to FILTER ('+' matches one level, '#' the rest) and print one\n"
                "line per message:\n"
-               "  TOPIC type=N seq=N pid=N uid=N size=N: PAYLOAD\n"
-               "PAYLOAD is the text, or <N bytes binary>.\n"
+               "  TOPIC type=N seq=N pid=N uid=N size=N transport=T [fds=[...]]: PAYLOAD\n"
+               "PAYLOAD is the text, or <N bytes binary>. T is inline, or memfd for a\n"
+               "payload that came as a sealed memfd. fds lists the file descriptors that\n"
+               "came with it, as TYPE or TYPE:PATH (file:/etc/hostname, pipe, socket, ...).\n"
                "\n"
                "  --type N           receive only this message type (repeatable, at most 64)\n"
                "  --count N          exit after N messages\n"
                "  --timeout SECONDS  give up after SECONDS (exit code 4)\n"
                "  --json             one JSON object per line: topic, type, seq, sender_pid,\n"
-               "                     sender_uid, sender_gid, size, subscription, and payload\n"
-               "                     (text) or payload_base64 (anything else)\n"
+               "                     sender_uid, sender_gid, size, subscription,\n"
+               "                     payload_transport (\"inline\" or \"memfd\"), fds (a list\n"
+               "                     of {\"type\":...} with \"path\" or \"name\" when known), and\n"
+               "                     payload (text) or payload_base64 (anything else)\n"
+               "  --save DIR         write each payload to DIR/SEQ-TOPIC.bin ('/' in TOPIC\n"
+               "                     becomes '_') and print that path instead of the payload\n"
+               "                     (\"saved\" in JSON)\n"
                "  -h --help          show this help\n"
                "\n"
                "SIGINT and SIGTERM end it with exit code 0.\n");
@@ -468,11 +837,12 @@ static int cmd_sub(int argc, char **argv) {
                 { "count", required_argument, NULL, 'c' },
                 { "timeout", required_argument, NULL, 'w' },
                 { "json", no_argument, NULL, 'j' },
+                { "save", required_argument, NULL, 'S' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         uint32_t types[MAX_TYPES], count32;
-        SubState st = { 0 };
+        SubState st = { .save_dirfd = -1 };
         const char *filter;
         ipcd_client *c = NULL;
         size_t n_types = 0;
@@ -501,6 +871,9 @@ static int cmd_sub(int argc, char **argv) {
                 case 'j':
                         st.json = true;
                         break;
+                case 'S':
+                        st.save_dir = optarg;
+                        break;
                 case 'h':
                         help_sub();
                         return 0;
@@ -515,6 +888,16 @@ static int cmd_sub(int argc, char **argv) {
         filter = argv[optind++];
         if (optind < argc)
                 return usage_error("sub", "unexpected argument '%s'", argv[optind]);
+        if (st.save_dir) {
+                /* Checked now: better than after the first message. */
+                st.save_dirfd = open(st.save_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (st.save_dirfd < 0 || faccessat(st.save_dirfd, ".", W_OK | X_OK, AT_EACCESS) < 0) {
+                        log_error("sub: cannot save into '%s': %s", st.save_dir, strerror(errno));
+                        if (st.save_dirfd >= 0)
+                                close(st.save_dirfd);
+                        return EXIT_USAGE;
+                }
+        }
 
         /* Signals arrive on a signalfd polled with the broker's socket: no
          * race between checking for them and sleeping. */
@@ -549,6 +932,10 @@ static int cmd_sub(int argc, char **argv) {
                 r = ipcd_client_process(c);
                 if (r < 0) {
                         ret = report(c, r, "sub: connection to the broker lost");
+                        break;
+                }
+                if (st.failed) {
+                        ret = st.failed;
                         break;
                 }
                 if (st.count > 0 && st.received >= st.count) {
@@ -590,6 +977,8 @@ out:
         ipcd_client_unref(c);
         if (sfd >= 0)
                 close(sfd);
+        if (st.save_dirfd >= 0)
+                close(st.save_dirfd);
         (void)sigprocmask(SIG_SETMASK, &old_mask, NULL);
         return ret;
 }

@@ -25,10 +25,18 @@ static void on_message(ipcd_client *c, ipcd_msg *m, void *userdata) {
 
         (void)c;
         (void)userdata;
-        /* m is borrowed: valid until we return (ipcd_msg_ref() keeps it). */
-        printf("%s type=%" PRIu32 " seq=%" PRIu64 " from pid %ld: %.*s\n", ipcd_msg_get_topic(m),
-               ipcd_msg_get_type(m), ipcd_msg_get_seq(m), (long)ipcd_msg_get_sender_pid(m),
-               (int)size, data);
+        /* m is borrowed: valid until we return (ipcd_msg_ref() keeps it).
+         * So are its fds: ipcd_msg_take_fd() would keep one; the others
+         * are closed for us. A large payload is a read-only mapping of
+         * the publisher's memfd; reading it is all it takes. */
+        if (ipcd_msg_get_flags(m) & IPCD_MSG_BULK)
+                printf("%s type=%" PRIu32 " seq=%" PRIu64 " from pid %ld: %zu bytes by memfd, %zu fds\n",
+                       ipcd_msg_get_topic(m), ipcd_msg_get_type(m), ipcd_msg_get_seq(m),
+                       (long)ipcd_msg_get_sender_pid(m), size, ipcd_msg_get_n_fds(m));
+        else
+                printf("%s type=%" PRIu32 " seq=%" PRIu64 " from pid %ld, %zu fds: %.*s\n",
+                       ipcd_msg_get_topic(m), ipcd_msg_get_type(m), ipcd_msg_get_seq(m),
+                       (long)ipcd_msg_get_sender_pid(m), ipcd_msg_get_n_fds(m), (int)size, data);
         fflush(stdout);
         received++;
 }

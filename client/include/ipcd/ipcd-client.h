@@ -6,7 +6,11 @@
  * topics ("sensors/cpu0/temp") and subscribes to topic filters with MQTT
  * wildcards ("sensors/+/temp", "sensors/#"). Every message carries a 32-bit
  * user type, the publisher's kernel credentials (pid, uid, gid) and a
- * per-topic sequence number.
+ * per-topic sequence number. A message can carry open file descriptors
+ * (files, pipes, sockets, eventfds, ...: each receiver gets its own working
+ * copies), and large payloads travel as sealed memfds that no one copies
+ * on the way: the receiver reads the sender's pages through a read-only
+ * mapping.
  *
  * The library is loop-neutral: plug ipcd_client_get_fd() and
  * ipcd_client_get_events() into poll(), epoll, libevent, glib or sd-event
@@ -33,6 +37,14 @@
  *    another thread (its reference count is not atomic: only one thread at
  *    a time may ref/unref it).
  *  - The library never raises SIGPIPE and never calls exit().
+ *  - Every file descriptor the library creates or receives is close-on-exec.
+ *    Fds the application passes to a publish call stay the application's:
+ *    the library sends duplicates. Fds it receives belong to the message
+ *    until the application takes them (ipcd_msg_take_fd()).
+ *  - Losing the connection also happens when the broker's file descriptors
+ *    cannot be received (this process is at its RLIMIT_NOFILE limit:
+ *    -EPROTO) or the kernel refuses to send more in flight
+ *    (-ETOOMANYREFS).
  *
  * Buffered input. Blocking calls (subscribe, unsubscribe, sync, admin,
  * flush, publish with IPCD_PUBLISH_ACK) read from the socket to find their
@@ -103,7 +115,7 @@ typedef void (*ipcd_msg_handler_t)(ipcd_client *c, ipcd_msg *m, void *userdata);
 
 /* ipcd_msg_get_flags() bits. */
 #define IPCD_MSG_RETAINED (1u << 0) /* a retained message delivered on subscribe (reserved) */
-#define IPCD_MSG_BULK (1u << 1)     /* the payload came as a sealed memfd (reserved) */
+#define IPCD_MSG_BULK (1u << 1)     /* the payload came as a sealed memfd, mapped read-only */
 
 /*
  * Connects to the broker and performs the handshake (HELLO/WELCOME),
@@ -164,6 +176,16 @@ int ipcd_client_set_timeout(ipcd_client *c, int timeout_ms);
  * name: no wildcards) with user message type @type. The data is copied;
  * the caller keeps ownership of @topic and @data.
  *
+ * Payloads above the bulk threshold (64 KiB by default, see
+ * ipcd_client_set_bulk_threshold()), and every payload larger than
+ * ipcd_client_get_max_payload(), go as a bulk payload: the library copies
+ * them once into a new memfd, seals it (F_SEAL_WRITE, F_SEAL_SHRINK,
+ * F_SEAL_GROW, F_SEAL_SEAL) and sends its fd; the broker passes the fd on
+ * without touching the data and receivers map it read-only. Nothing
+ * changes for the receiver's code but IPCD_MSG_BULK in
+ * ipcd_msg_get_flags(). A broker that takes no bulk payloads (its
+ * handshake says so) gets every payload inline, up to its max_payload.
+ *
  * The frame goes into the client's output buffer. Without
  * IPCD_PUBLISH_MORE the library then writes what is buffered, without
  * blocking; what the socket does not take goes out from
@@ -184,8 +206,12 @@ int ipcd_client_set_timeout(ipcd_client *c, int timeout_ms);
  *                @flags, or @topic is not a valid topic name (empty, too
  *                long, wildcard, control character, bad UTF-8; the reason
  *                is in ipcd_client_last_error())
- *   -EMSGSIZE    @size exceeds ipcd_client_get_max_payload()
+ *   -EMSGSIZE    @size exceeds the broker's bulk limit (1 GiB by default),
+ *                or exceeds ipcd_client_get_max_payload() and the broker
+ *                takes no bulk payloads
  *   -ENOMEM      out of memory (nothing was queued)
+ *   -EMFILE, -ENFILE, -ENOSPC  a bulk payload's memfd could not be made
+ *                (no fd left, or no memory for it in tmpfs)
  *   -ETIMEDOUT   the output buffer did not drain in time (nothing was
  *                queued), or with IPCD_PUBLISH_ACK: no answer in time (the
  *                message may still be routed)
@@ -197,6 +223,87 @@ int ipcd_client_set_timeout(ipcd_client *c, int timeout_ms);
  */
 int ipcd_client_publish(ipcd_client *c, const char *topic, uint32_t type, const void *data,
                         size_t size, unsigned flags);
+
+/*
+ * Like ipcd_client_publish(), and the message carries the @n_fds file
+ * descriptors in @fds (NULL when @n_fds is 0), in this order. Any kind of
+ * fd works: files, directories, pipes, sockets, eventfds, memfds, ... Each
+ * receiver gets its own copies (as with dup(2): they share the open file
+ * description, offset and status flags included).
+ *
+ * Ownership: the library duplicates @fds (F_DUPFD_CLOEXEC) during the
+ * call; the caller keeps its own fds and may close them as soon as this
+ * returns. The duplicates are closed once they have been written to the
+ * socket, or when the message is dropped (connection lost, last unref).
+ * Up to 512 duplicates wait for the socket at a time: beyond that, this
+ * call first blocks until the socket took some (like the 4 MiB of bytes).
+ *
+ * The payload goes inline or as a memfd as for ipcd_client_publish(); a
+ * memfd takes one of the broker's fds per message (max_fds in its
+ * handshake, 16 by default), so with a bulk payload at most max_fds - 1
+ * more may go with it. When @n_fds leaves no room for it, a payload that
+ * fits max_payload goes inline whatever the threshold.
+ *
+ * Returns what ipcd_client_publish() returns, and also:
+ *   -EINVAL      @fds NULL with @n_fds > 0, or a negative fd in @fds
+ *   -EBADF       an fd in @fds is not open
+ *   -E2BIG       more than max_fds fds, or max_fds fds and a payload over
+ *                max_payload (that needs one more for its memfd)
+ *   -EOPNOTSUPP  @n_fds > 0 but the broker accepts no fds (max_fds 0)
+ *   -EMFILE      no fd left for a duplicate
+ *   with IPCD_PUBLISH_ACK also the broker's refusals: -ENOBUFS (the
+ *   broker's own fd budget is exhausted), -EBADFD (a bulk payload failed
+ *   its checks; cannot happen with memfds this library made).
+ * On failure nothing was queued and no fd was kept.
+ */
+int ipcd_client_publish_fds(ipcd_client *c, const char *topic, uint32_t type, const void *data,
+                            size_t size, const int *fds, size_t n_fds, unsigned flags);
+
+/*
+ * Publishes the first @size bytes of @memfd, a memfd the application
+ * filled (memfd_create(2) with MFD_ALLOW_SEALING), as a bulk payload: no
+ * byte is copied, receivers map the same pages read-only. @fds and @n_fds
+ * as for ipcd_client_publish_fds() (at most max_fds - 1 of them). @size 0
+ * sends an empty payload (the memfd may be empty too).
+ *
+ * The memfd must be sealed against writing, shrinking and growing before
+ * it can go. When it has none of those seals yet, this call adds them
+ * (F_SEAL_WRITE, F_SEAL_SHRINK, F_SEAL_GROW and F_SEAL_SEAL): seals belong
+ * to the file, so from then on the application's memfd is read-only and
+ * of fixed size too. Sealing needs every writable shared mapping of it to
+ * be gone (munmap(2) first). A memfd that fails the checks is never
+ * changed.
+ *
+ * Ownership: @memfd and @fds stay the caller's; the library sends
+ * duplicates, as for ipcd_client_publish_fds(). The caller may close and
+ * unmap its memfd as soon as this returns.
+ *
+ * Returns 0, or what ipcd_client_publish_fds() returns, and also:
+ *   -EINVAL      @memfd negative; not a memfd (not a regular file on tmpfs
+ *                or hugetlbfs: a pipe, a socket, a file on disk); or
+ *                smaller than @size bytes
+ *   -EBADF       @memfd is not open
+ *   -EBUSY       it needed sealing, and a writable mapping of it exists
+ *   -EPERM       it needed sealing and cannot be sealed (made without
+ *                MFD_ALLOW_SEALING, or sealed with F_SEAL_SEAL without the
+ *                seals a bulk payload needs)
+ *   -EMSGSIZE    @size exceeds the broker's bulk limit (1 GiB by default)
+ *   -EOPNOTSUPP  the broker accepts no bulk payloads
+ *   -E2BIG       more than max_fds - 1 fds in @fds
+ */
+int ipcd_client_publish_memfd(ipcd_client *c, const char *topic, uint32_t type, int memfd,
+                              uint64_t size, const int *fds, size_t n_fds, unsigned flags);
+
+/*
+ * Sets the bulk threshold: payloads of more than @bytes bytes go as a
+ * sealed memfd. Default 65536. 0 sends every non-empty payload as a memfd
+ * (an empty one always goes inline); SIZE_MAX sends a payload as a memfd
+ * only when it does not fit inline (above ipcd_client_get_max_payload()).
+ * Below a few tens of KiB a memfd costs more than the copies it saves
+ * (creating, sealing and mapping it are system calls and page faults).
+ * Returns 0, or -EINVAL when @c is NULL.
+ */
+int ipcd_client_set_bulk_threshold(ipcd_client *c, size_t bytes);
 
 /*
  * Subscribes to @filter (a topic name or a filter with '+' and '#'
@@ -328,8 +435,9 @@ const char *ipcd_client_last_error(ipcd_client *c);
 /* The client id the broker assigned in its handshake (nonzero); 0 for NULL. */
 uint32_t ipcd_client_get_id(ipcd_client *c);
 
-/* The largest payload the broker accepts, from its handshake (default
- * 1 MiB); 0 for NULL. */
+/* The largest inline payload the broker accepts, from its handshake
+ * (default 1 MiB); 0 for NULL. Larger ones go as memfds (see
+ * ipcd_client_publish()). */
 size_t ipcd_client_get_max_payload(ipcd_client *c);
 
 /*
@@ -372,7 +480,13 @@ uint32_t ipcd_msg_get_type(const ipcd_msg *m);
 
 /* The payload, owned by @m; *ret_size (if not NULL) receives its length.
  * Never NULL for a valid @m, even when the payload is empty. The payload
- * is not NUL-terminated. */
+ * is not NUL-terminated. A bulk payload (IPCD_MSG_BULK) is a read-only
+ * mapping of the sender's sealed memfd: reading it touches the sender's
+ * pages directly, writing to it crashes the process (SIGSEGV). The
+ * library checked the memfd before mapping it (sealed against writing,
+ * shrinking and growing, on tmpfs or hugetlbfs, long enough), so it cannot
+ * change or shrink under the reader. It is unmapped when the message is
+ * freed. */
 const void *ipcd_msg_get_data(const ipcd_msg *m, size_t *ret_size);
 
 /* The message's sequence number on its topic (1, 2, ...): a gap means
@@ -391,6 +505,32 @@ uint32_t ipcd_msg_get_subscription(const ipcd_msg *m);
 
 /* IPCD_MSG_* bits. */
 unsigned ipcd_msg_get_flags(const ipcd_msg *m);
+
+/*
+ * File descriptors. A message owns the fds that came with it (the bulk
+ * payload's memfd is not one of them: the library closes it once it is
+ * mapped). When the message is freed (after its handler returns, unless
+ * it was kept with ipcd_msg_ref(); else at the last ipcd_msg_unref()) the
+ * fds the application did not take are closed. When several subscriptions
+ * of a client match one message, their handlers get messages that share
+ * the same fds: one taken through any of them is taken for all. Messages
+ * buffered during a blocking call keep their fds until dispatched. Every
+ * received fd is close-on-exec.
+ */
+
+/* The number of fds attached to @m (0 for NULL), counting those already
+ * taken; the bulk memfd is not counted. */
+size_t ipcd_msg_get_n_fds(const ipcd_msg *m);
+
+/* Fd @i (from 0) of @m, in the order the publisher gave them; still owned
+ * by @m: do not close it, dup(2) it to keep it. -1 when @m is NULL, @i is
+ * out of range or the fd was taken. errno is left alone. */
+int ipcd_msg_get_fd(const ipcd_msg *m, size_t i);
+
+/* Takes fd @i of @m: from now on the caller owns it (and must close it);
+ * later ipcd_msg_get_fd() and ipcd_msg_take_fd() calls for @i return -1.
+ * -1 when @m is NULL, @i is out of range or the fd was taken already. */
+int ipcd_msg_take_fd(ipcd_msg *m, size_t i);
 
 #ifdef __cplusplus
 }
