@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -708,11 +709,23 @@ static size_t take_passed_fds(Connection *c, struct msghdr *msg) {
         return n;
 }
 
-/* After a batch of frames: fds nobody can claim are a protocol error. */
+/* After a batch of frames: fds nobody can claim are a protocol error. The
+ * kernel hands over a sendmsg's fds with any of its bytes, so fds may
+ * arrive ahead of frames whose bytes are still in the socket; only once the
+ * socket is drained must every queued fd belong to a frame already begun. */
 static void check_unclaimed_fds(Connection *c) {
         size_t allowed;
+        int pending = 0;
 
         if (c->closing || c->paused || c->fdq_len == 0)
+                return;
+        /* Early fds are at most one sendmsg's worth beyond the pending frame. */
+        if (c->fdq_len > WIRE_MAX_FDS_PER_SENDMSG + (size_t)c->broker->limits.max_fds) {
+                connection_error(c, WIRE_E_FDS, 0, 0, true,
+                                 "%zu file descriptors queued that no frame has claimed", c->fdq_len);
+                return;
+        }
+        if (ioctl(c->fd, FIONREAD, &pending) < 0 || pending > 0)
                 return;
         if (c->in_len == 0)
                 allowed = 0; /* at a frame boundary */

@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -20,6 +21,34 @@
 
 #include "harness.h"
 #include "util.h"
+
+bool harness_in_child;
+
+void harness_child_begin(void) {
+        harness_in_child = true;
+        /* Never outlive the test, never hang it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        alarm(60);
+}
+
+void tb_check(bool ok, const char *expr, const char *file, int line, const char *fmt, ...) {
+        char msg[1024] = "";
+        va_list ap;
+
+        if (ok)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt + 1, ap); /* past the macro's leading space */
+        va_end(ap);
+        if (harness_in_child) {
+                /* Criterion's reporting belongs to the test process; a
+                 * forked client says what failed and exits. */
+                fprintf(stderr, "%s:%d: check failed in a forked client: %s%s%s\n", file, line, expr,
+                        *msg ? ": " : "", msg);
+                _exit(90);
+        }
+        cr_assert_fail("%s:%d: %s%s%s", file, line, expr, *msg ? ": " : "", msg);
+}
 
 static long now_ms(void) {
         struct timespec ts;
@@ -46,7 +75,7 @@ void tb_start(TestBroker *b, const char *const *extra) {
         char dir[64];
 
         snprintf(dir, sizeof(dir), "/tmp/ipcd-test-XXXXXX");
-        cr_assert(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+        TB_CHECK(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
         tb_start_in(b, dir, extra);
 }
 
@@ -65,9 +94,9 @@ int tb_run_capture(const char *const *args, char *err, size_t err_size) {
         for (; args && *args && n < ARRAY_SIZE(argv) - 1; args++)
                 argv[n++] = *args;
         argv[n] = NULL;
-        cr_assert(pipe2(epipe, O_CLOEXEC) == 0);
+        TB_CHECK(pipe2(epipe, O_CLOEXEC) == 0);
         pid = fork();
-        cr_assert(pid >= 0);
+        TB_CHECK(pid >= 0);
         if (pid == 0) {
                 int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -86,8 +115,8 @@ int tb_run_capture(const char *const *args, char *err, size_t err_size) {
         }
         err[have] = 0;
         close(epipe[0]);
-        cr_assert(waitpid(pid, &status, 0) == pid);
-        cr_assert(WIFEXITED(status), "ipcd died of signal %d", WTERMSIG(status));
+        TB_CHECK(waitpid(pid, &status, 0) == pid);
+        TB_CHECK(WIFEXITED(status), "ipcd died of signal %d", WTERMSIG(status));
         return WEXITSTATUS(status);
 }
 
@@ -102,7 +131,7 @@ int tb_run(const char *const *args) {
                 argv[n++] = *args;
         argv[n] = NULL;
         pid = fork();
-        cr_assert(pid >= 0);
+        TB_CHECK(pid >= 0);
         if (pid == 0) {
                 int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
                 prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -111,9 +140,19 @@ int tb_run(const char *const *args) {
                 execv(argv[0], (char *const *)argv);
                 _exit(127);
         }
-        cr_assert(waitpid(pid, &status, 0) == pid);
-        cr_assert(WIFEXITED(status), "ipcd died of signal %d", WTERMSIG(status));
+        TB_CHECK(waitpid(pid, &status, 0) == pid);
+        TB_CHECK(WIFEXITED(status), "ipcd died of signal %d", WTERMSIG(status));
         return WEXITSTATUS(status);
+}
+
+static void dump_log(const TestBroker *b) {
+        char line[1024];
+        FILE *f = fopen(b->log, "re");
+        if (!f)
+                return;
+        while (fgets(line, sizeof(line), f))
+                fprintf(stderr, "  | %s", line);
+        fclose(f);
 }
 
 void tb_start_in(TestBroker *b, const char *dir, const char *const *extra) {
@@ -151,7 +190,7 @@ void tb_start_in(TestBroker *b, const char *dir, const char *const *extra) {
                 FILE *f;
                 snprintf(b->conf, sizeof(b->conf), "%s/empty.yaml", b->dir);
                 f = fopen(b->conf, "we");
-                cr_assert(f != NULL);
+                TB_CHECK(f != NULL);
                 fclose(f);
                 argv[n++] = "--config";
                 argv[n++] = b->conf;
@@ -161,7 +200,7 @@ void tb_start_in(TestBroker *b, const char *dir, const char *const *extra) {
         argv[n] = NULL;
 
         b->pid = fork();
-        cr_assert(b->pid >= 0);
+        TB_CHECK(b->pid >= 0);
         if (b->pid == 0) {
                 int fd = open(b->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
                 /* A test that dies (a failed assertion, a crash) takes its
@@ -181,22 +220,16 @@ void tb_start_in(TestBroker *b, const char *dir, const char *const *extra) {
                         close(fd);
                         break;
                 }
-                cr_assert(waitpid(b->pid, &status, WNOHANG) == 0,
-                          "ipcd exited during startup (see %s)", b->log);
-                cr_assert(now_ms() < deadline, "ipcd did not start listening on %s", b->sock);
+                if (waitpid(b->pid, &status, WNOHANG) != 0) {
+                        b->pid = 0;
+                        dump_log(b);
+                        cr_assert_fail("ipcd exited during startup (its log is above)");
+                }
+                TB_CHECK(now_ms() < deadline, "ipcd did not start listening on %s", b->sock);
                 usleep(10000);
         }
 }
 
-static void dump_log(const TestBroker *b) {
-        char line[1024];
-        FILE *f = fopen(b->log, "re");
-        if (!f)
-                return;
-        while (fgets(line, sizeof(line), f))
-                fprintf(stderr, "  | %s", line);
-        fclose(f);
-}
 
 void tb_stop(TestBroker *b) {
         int status = 0;
@@ -211,7 +244,7 @@ void tb_stop(TestBroker *b) {
         internal = tb_status_number(b, "internal_errors");
         if (internal != 0)
                 dump_log(b);
-        cr_assert(internal == 0, "the broker counted %lld internal errors", internal);
+        TB_CHECK(internal == 0, "the broker counted %lld internal errors", internal);
         kill(b->pid, SIGTERM);
         while ((r = waitpid(b->pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
                 usleep(10000);
@@ -224,10 +257,10 @@ void tb_stop(TestBroker *b) {
         b->pid = 0;
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                 dump_log(b);
-        cr_assert(WIFEXITED(status), "ipcd died of signal %d", WTERMSIG(status));
-        cr_assert(WEXITSTATUS(status) == 0, "ipcd exited with %d%s", WEXITSTATUS(status),
+        TB_CHECK(WIFEXITED(status), "ipcd died of signal %d", WTERMSIG(status));
+        TB_CHECK(WEXITSTATUS(status) == 0, "ipcd exited with %d%s", WEXITSTATUS(status),
                   WEXITSTATUS(status) == 99 ? " (valgrind found errors)" : "");
-        cr_assert(lstat(b->sock, &st) < 0 && errno == ENOENT, "socket file left behind");
+        TB_CHECK(lstat(b->sock, &st) < 0 && errno == ENOENT, "socket file left behind");
         unlink(b->log);
         if (b->conf[0])
                 unlink(b->conf);
@@ -255,7 +288,7 @@ int tb_fd_count(const TestBroker *b) {
 
         snprintf(path, sizeof(path), "/proc/%d/fd", (int)b->pid);
         d = opendir(path);
-        cr_assert(d, "opendir %s: %s", path, strerror(errno));
+        TB_CHECK(d, "opendir %s: %s", path, strerror(errno));
         while ((de = readdir(d)))
                 if (de->d_name[0] != '.')
                         n++;
@@ -278,7 +311,7 @@ long tb_rss_kib(const TestBroker *b) {
 
         snprintf(path, sizeof(path), "/proc/%d/status", (int)b->pid);
         f = fopen(path, "re");
-        cr_assert(f);
+        TB_CHECK(f);
         while (fgets(line, sizeof(line), f))
                 if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
                         break;
@@ -298,7 +331,7 @@ void raw_frame_free(RawFrame *f) {
 
 int raw_connect(const TestBroker *b) {
         int fd = try_connect(b->sock);
-        cr_assert(fd >= 0, "connect %s: %s", b->sock, strerror(-fd));
+        TB_CHECK(fd >= 0, "connect %s: %s", b->sock, strerror(-fd));
         return fd;
 }
 
@@ -308,7 +341,7 @@ void raw_write(int fd, const void *buf, size_t len) {
                 ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
                 if (n < 0 && errno == EINTR)
                         continue;
-                cr_assert(n > 0, "send: %s", strerror(errno));
+                TB_CHECK(n > 0, "send: %s", strerror(errno));
                 p += n;
                 len -= (size_t)n;
         }
@@ -321,10 +354,10 @@ void raw_send(int fd, uint8_t kind, uint16_t flags, uint32_t type, uint64_t corr
         size_t cap = WIRE_HEADER_SIZE + meta_len + tlen + payload_len, n;
         uint8_t *buf = malloc(cap);
 
-        cr_assert(buf);
+        TB_CHECK(buf);
         n = wire_frame_encode(buf, cap, kind, flags, type, corr, 0, meta, meta_len, topic, tlen,
                               payload, payload_len);
-        cr_assert(n == cap);
+        TB_CHECK(n == cap);
         raw_write(fd, buf, n);
         free(buf);
 }
@@ -345,7 +378,7 @@ static size_t fdq_slot(int sock) {
                 if (fdq[i].n == 0 && free_slot == ARRAY_SIZE(fdq))
                         free_slot = i;
         }
-        cr_assert(free_slot < ARRAY_SIZE(fdq), "too many sockets with pending fds");
+        TB_CHECK(free_slot < ARRAY_SIZE(fdq), "too many sockets with pending fds");
         fdq[free_slot].sock = sock;
         return free_slot;
 }
@@ -372,14 +405,14 @@ static int read_full(int fd, uint8_t *buf, size_t len, long deadline) {
                         continue;
                 if (n < 0 && errno == ECONNRESET)
                         return 0;
-                cr_assert(n >= 0, "recvmsg: %s", strerror(errno));
-                cr_assert(!(msg.msg_flags & MSG_CTRUNC), "control data truncated");
+                TB_CHECK(n >= 0, "recvmsg: %s", strerror(errno));
+                TB_CHECK(!(msg.msg_flags & MSG_CTRUNC), "control data truncated");
                 for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
                         size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int), i, slot;
                         if (cm->cmsg_type != SCM_RIGHTS)
                                 continue;
                         slot = fdq_slot(fd);
-                        cr_assert(fdq[slot].n + k <= ARRAY_SIZE(fdq[slot].fds));
+                        TB_CHECK(fdq[slot].n + k <= ARRAY_SIZE(fdq[slot].fds));
                         for (i = 0; i < k; i++)
                                 memcpy(&fdq[slot].fds[fdq[slot].n++], CMSG_DATA(cm) + i * sizeof(int),
                                        sizeof(int));
@@ -402,21 +435,21 @@ int raw_read(int fd, RawFrame *f, int timeout_ms) {
         r = read_full(fd, hdr, sizeof(hdr), deadline);
         if (r <= 0)
                 return r;
-        cr_assert(wire_header_decode(hdr, NULL, &f->h, &why) == WIRE_E_OK,
+        TB_CHECK(wire_header_decode(hdr, NULL, &f->h, &why) == WIRE_E_OK,
                   "broker sent a bad header: %s", why);
         f->buf = calloc(1, f->h.size - WIRE_HEADER_SIZE + 1);
-        cr_assert(f->buf);
+        TB_CHECK(f->buf);
         r = read_full(fd, f->buf, f->h.size - WIRE_HEADER_SIZE, deadline);
-        cr_assert(r == 1, "frame body did not arrive");
+        TB_CHECK(r == 1, "frame body did not arrive");
         f->meta = f->buf;
         /* Move the topic one byte on so it can be NUL terminated. */
         f->topic = calloc(1, f->h.topic_len + 1u);
-        cr_assert(f->topic);
+        TB_CHECK(f->topic);
         memcpy(f->topic, f->buf + f->h.meta_len, f->h.topic_len);
         f->payload = f->buf + f->h.meta_len + f->h.topic_len;
         if (f->h.n_fds > 0) {
                 size_t slot = fdq_slot(fd), i;
-                cr_assert(fdq[slot].n >= f->h.n_fds, "frame declares %u fds, %zu arrived",
+                TB_CHECK(fdq[slot].n >= f->h.n_fds, "frame declares %u fds, %zu arrived",
                           f->h.n_fds, fdq[slot].n);
                 for (i = 0; i < f->h.n_fds; i++)
                         f->fds[i] = fdq[slot].fds[i];
@@ -445,7 +478,7 @@ void raw_send_fds(int fd, const void *buf, size_t len, const int *fds, size_t n_
         struct cmsghdr *cm;
         ssize_t n;
 
-        cr_assert(n_fds > 0 && n_fds <= 253);
+        TB_CHECK(n_fds > 0 && n_fds <= 253);
         msg.msg_control = ctrl.buf;
         msg.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
         cm = CMSG_FIRSTHDR(&msg);
@@ -454,20 +487,19 @@ void raw_send_fds(int fd, const void *buf, size_t len, const int *fds, size_t n_
         cm->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
         memcpy(CMSG_DATA(cm), fds, sizeof(int) * n_fds);
         n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-        cr_assert(n > 0, "sendmsg: %s", strerror(errno));
+        TB_CHECK(n > 0, "sendmsg: %s", strerror(errno));
         if ((size_t)n < len)
                 raw_write(fd, (const uint8_t *)buf + n, len - (size_t)n);
 }
 
 void raw_expect(int fd, uint8_t kind, RawFrame *f) {
         int r = raw_read(fd, f, 5000);
-        cr_assert(r == 1, "expected %s, got %s", wire_kind_name(kind),
+        TB_CHECK(r == 1, "expected %s, got %s", wire_kind_name(kind),
                   r == 0 ? "EOF" : "nothing (timeout)");
-        if (f->h.kind == WIRE_ERROR && kind != WIRE_ERROR)
-                cr_assert_fail("expected %s, got ERROR %s: %.*s", wire_kind_name(kind),
-                               wire_error_name(le32_read(f->meta)), (int)f->h.payload_len,
-                               (const char *)f->payload);
-        cr_assert(f->h.kind == kind, "expected %s, got %s", wire_kind_name(kind),
+        TB_CHECK(f->h.kind != WIRE_ERROR || kind == WIRE_ERROR, "expected %s, got ERROR %s: %.*s",
+                 wire_kind_name(kind), wire_error_name(le32_read(f->meta)), (int)f->h.payload_len,
+                 (const char *)f->payload);
+        TB_CHECK(f->h.kind == kind, "expected %s, got %s", wire_kind_name(kind),
                   wire_kind_name(f->h.kind));
 }
 
@@ -477,15 +509,15 @@ void raw_expect_error(int fd, WireError code, bool fatal) {
 
         raw_expect(fd, WIRE_ERROR, &f);
         got = le32_read(f.meta);
-        cr_assert(got == (uint32_t)code, "expected error %s, got %s: %.*s", wire_error_name(code),
+        TB_CHECK(got == (uint32_t)code, "expected error %s, got %s: %.*s", wire_error_name(code),
                   wire_error_name(got), (int)f.h.payload_len, (const char *)f.payload);
-        cr_assert(f.h.payload_len > 0, "ERROR frame without text");
-        cr_assert(!!(f.h.flags & WIRE_F_FATAL) == fatal, "error %s should%s be fatal",
+        TB_CHECK(f.h.payload_len > 0, "ERROR frame without text");
+        TB_CHECK(!!(f.h.flags & WIRE_F_FATAL) == fatal, "error %s should%s be fatal",
                   wire_error_name(code), fatal ? "" : " not");
         raw_frame_free(&f);
         if (fatal) {
                 int r = raw_read(fd, &f, 5000);
-                cr_assert(r == 0, "broker did not close the connection after a fatal error");
+                TB_CHECK(r == 0, "broker did not close the connection after a fatal error");
         }
 }
 
@@ -497,8 +529,8 @@ int raw_client(const TestBroker *b, const char *name, uint32_t *ret_id) {
 
         raw_send(fd, WIRE_HELLO, 0, 0, 1, meta, sizeof(meta), NULL, name, strlen(name));
         raw_expect(fd, WIRE_WELCOME, &f);
-        cr_assert(f.h.corr == 1);
-        cr_assert(wire_welcome_decode(f.meta, &w));
+        TB_CHECK(f.h.corr == 1);
+        TB_CHECK(wire_welcome_decode(f.meta, &w));
         if (ret_id)
                 *ret_id = w.client_id;
         raw_frame_free(&f);
@@ -518,7 +550,7 @@ void raw_subscribe(int fd, uint32_t id, const char *filter, const uint32_t *type
         raw_send(fd, WIRE_SUBSCRIBE, 0, 0, 1000 + id, meta, sizeof(meta), filter, payload,
                  4 * n_types);
         raw_expect(fd, WIRE_ACK, &f);
-        cr_assert(f.h.corr == 1000 + id);
+        TB_CHECK(f.h.corr == 1000 + id);
         raw_frame_free(&f);
 }
 
@@ -530,14 +562,14 @@ void raw_sync(int fd) {
         RawFrame f;
         raw_send(fd, WIRE_PING, 0, 0, 0x5151, NULL, 0, NULL, "sync", 4);
         raw_expect(fd, WIRE_PONG, &f);
-        cr_assert(f.h.corr == 0x5151);
-        cr_assert(f.h.payload_len == 4 && memcmp(f.payload, "sync", 4) == 0);
+        TB_CHECK(f.h.corr == 0x5151);
+        TB_CHECK(f.h.payload_len == 4 && memcmp(f.payload, "sync", 4) == 0);
         raw_frame_free(&f);
 }
 
 void raw_expect_silence(int fd, int ms) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
-        cr_assert(poll(&p, 1, ms) == 0, "unexpected data from the broker");
+        TB_CHECK(poll(&p, 1, ms) == 0, "unexpected data from the broker");
 }
 
 long long raw_status_number(int fd, const char *key) {
@@ -549,9 +581,9 @@ long long raw_status_number(int fd, const char *key) {
 
         raw_send(fd, WIRE_ADMIN, 0, 0, 77, NULL, 0, "status", NULL, 0);
         raw_expect(fd, WIRE_ADMIN_REPLY, &f);
-        cr_assert(f.h.corr == 77);
+        TB_CHECK(f.h.corr == 77);
         json = strndup((const char *)f.payload, f.h.payload_len);
-        cr_assert(json);
+        TB_CHECK(json);
         snprintf(pattern, sizeof(pattern), "\"%s\":", key);
         at = strstr(json, pattern);
         if (at)
@@ -573,16 +605,16 @@ long long tb_status_number(const TestBroker *b, const char *key) {
                 RawFrame f;
                 fd = raw_connect(b);
                 raw_send(fd, WIRE_HELLO, 0, 0, 1, meta, sizeof(meta), NULL, "status", 6);
-                cr_assert(raw_read(fd, &f, 5000) == 1, "no answer to HELLO");
+                TB_CHECK(raw_read(fd, &f, 5000) == 1, "no answer to HELLO");
                 if (f.h.kind == WIRE_WELCOME) {
                         raw_frame_free(&f);
                         break;
                 }
-                cr_assert(f.h.kind == WIRE_ERROR && le32_read(f.meta) == WIRE_E_LIMIT,
+                TB_CHECK(f.h.kind == WIRE_ERROR && le32_read(f.meta) == WIRE_E_LIMIT,
                           "unexpected answer to HELLO");
                 raw_frame_free(&f);
                 close(fd);
-                cr_assert(now_ms() < deadline, "the broker keeps refusing connections");
+                TB_CHECK(now_ms() < deadline, "the broker keeps refusing connections");
                 usleep(10000);
         }
         v = raw_status_number(fd, key);
@@ -593,7 +625,7 @@ long long tb_status_number(const TestBroker *b, const char *key) {
 void raw_wait_clients(int fd, long long n) {
         long deadline = now_ms() + 5000;
         while (raw_status_number(fd, "clients") != n) {
-                cr_assert(now_ms() < deadline, "the broker never got to %lld clients", n);
+                TB_CHECK(now_ms() < deadline, "the broker never got to %lld clients", n);
                 usleep(5000);
         }
 }
@@ -612,13 +644,13 @@ int tb_fd_baseline(const TestBroker *b) {
                 raw_send(fd, WIRE_ADMIN, 0, 0, 1, NULL, 0, "status", NULL, 0);
                 raw_expect(fd, WIRE_ADMIN_REPLY, &f);
                 json = strndup((const char *)f.payload, f.h.payload_len);
-                cr_assert(json);
+                TB_CHECK(json);
                 alone = strstr(json, "\"clients\":1,") != NULL;
                 free(json);
                 raw_frame_free(&f);
                 if (alone)
                         break;
-                cr_assert(now_ms() < deadline, "broker never got down to one client");
+                TB_CHECK(now_ms() < deadline, "broker never got down to one client");
                 usleep(5000);
         }
         n = tb_fd_count(b) - 1;

@@ -17,6 +17,20 @@
 
 #include "wire.h"
 
+/*
+ * Checks for the harness and for code that may run in a forked client:
+ * in the test process a failure fails the test (criterion); in a forked
+ * child (after harness_child_begin) it prints what failed and exits 90,
+ * because criterion's reporting must not be used from two processes.
+ */
+#define TB_CHECK(cond, ...) tb_check(!!(cond), #cond, __FILE__, __LINE__, " " __VA_ARGS__)
+void tb_check(bool ok, const char *expr, const char *file, int line, const char *fmt, ...)
+        __attribute__((format(printf, 5, 6)));
+extern bool harness_in_child;
+/* Call first thing in a forked client: checks exit instead of reporting,
+ * and the child dies with its test (and after 60 s at the most). */
+void harness_child_begin(void);
+
 typedef struct TestBroker {
         pid_t pid;
         char dir[64];

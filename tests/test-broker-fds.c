@@ -384,6 +384,7 @@ Test(fds, client_killed_with_fds_in_flight) {
                 pid_t pid = fork();
                 cr_assert(pid >= 0);
                 if (pid == 0) {
+                        harness_child_begin();
                         int p = raw_client(&tb, "doomed", NULL), m = memfd_new_sealed("d", "data", 4);
                         uint8_t frame[128];
                         int fds[2] = { m, STDERR_FILENO };

@@ -526,6 +526,7 @@ Test(limits, client_killed_mid_frame) {
                 pid_t pid = fork();
                 cr_assert(pid >= 0);
                 if (pid == 0) {
+                        harness_child_begin();
                         uint8_t frame[256];
                         size_t n;
                         int fd = raw_client(&tb, "doomed", NULL);
@@ -1008,6 +1009,7 @@ Test(policies, block_holds_the_publisher_back_and_loses_nothing, .timeout = 60) 
         pid_t child = fork();
         cr_assert(child >= 0);
         if (child == 0) {
+                harness_child_begin();
                 for (i = 0; i < N; i++)
                         raw_publish(p, "flood", 1, payload, sizeof(payload));
                 raw_send(p, WIRE_PING, 0, 0, 42, NULL, 0, NULL, NULL, 0);
