@@ -279,6 +279,7 @@ static const struct {
         [WIRE_E_BAD_COMMAND] = { "bad-command", EINVAL },
         [WIRE_E_NO_SUCH_REQUEST] = { "no-such-request", ESRCH },
         [WIRE_E_BAD_CONFIG] = { "bad-config", EINVAL },
+        [WIRE_E_KICKED] = { "kicked", ECONNRESET },
 };
 
 const char *wire_error_name(unsigned code) {

@@ -86,6 +86,7 @@ typedef enum WireError {
         WIRE_E_BAD_COMMAND = 20,  /* unknown ADMIN command */
         WIRE_E_NO_SUCH_REQUEST = 21, /* REPLY to a request that is unknown, expired, or not this client's */
         WIRE_E_BAD_CONFIG = 22,   /* ADMIN reload: the file is invalid; the running configuration stays */
+        WIRE_E_KICKED = 23,       /* disconnected by an administrator */
         _WIRE_E_MAX,
 } WireError;
 

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "broker.h"
 #include "listener.h"
 #include "protocol.h"
@@ -513,6 +515,95 @@ static void json_string(FILE *f, const char *s) {
         fputc('"', f);
 }
 
+/* Rows of the per-client and per-topic tables in status (the clients and
+ * topics commands give them all). */
+#define STATUS_MAX_ROWS 1000
+
+static char *memstream_done(FILE *f, char **buf, size_t *len, size_t *ret_len) {
+        if (fclose(f) != 0) {
+                free(*buf);
+                return NULL;
+        }
+        *ret_len = *len;
+        return *buf;
+}
+
+/* The account name of @uid, or NULL. */
+static void json_user(FILE *f, uid_t uid) {
+        char pwbuf[1024];
+        struct passwd pw, *res = NULL;
+        if (getpwuid_r(uid, &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res)
+                json_string(f, res->pw_name);
+        else
+                fprintf(f, "null");
+}
+
+/* A JSON array of the connections, at most @max; with @trunc_key, then
+ * ",<trunc_key>":bool after the array. */
+static void json_clients(Broker *b, FILE *f, size_t max, const char *trunc_key) {
+        size_t n = 0;
+        Connection *c;
+
+        fputc('[', f);
+        for (c = b->conns; c && n < max; c = c->next, n++) {
+                fprintf(f, "%s{\"id\":%u,\"name\":", n ? "," : "", c->id);
+                json_string(f, c->name);
+                fprintf(f, ",\"pid\":%d,\"uid\":%u,\"gid\":%u,\"user\":", (int)c->pid,
+                        (unsigned)c->uid, (unsigned)c->gid);
+                json_user(f, c->uid);
+                fprintf(f, ",\"command\":");
+                json_string(f, c->comm);
+                fprintf(f,
+                        ",\"subscriptions\":%zu,\"messages_in\":%llu,\"messages_out\":%llu"
+                        ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"drops\":%llu,\"errors\":%llu"
+                        ",\"queued_bytes\":%zu,\"queued_messages\":%zu,\"queued_fds\":%zu}",
+                        c->n_subs, (unsigned long long)c->stats.msgs_in,
+                        (unsigned long long)c->stats.msgs_out, (unsigned long long)c->stats.bytes_in,
+                        (unsigned long long)c->stats.bytes_out, (unsigned long long)c->stats.drops,
+                        (unsigned long long)c->stats.errors, c->out_bytes, c->out_msgs, c->out_fds);
+        }
+        fputc(']', f);
+        if (trunc_key)
+                fprintf(f, ",\"%s\":%s", trunc_key, c ? "true" : "false");
+}
+
+typedef struct TopicRows {
+        FILE *f;
+        size_t n, max;
+        bool truncated;
+} TopicRows;
+
+static void json_topic(const char *name, size_t len, RouterTopic *t, void *userdata) {
+        TopicRows *w = userdata;
+        char *s;
+
+        if (w->n >= w->max) {
+                w->truncated = true;
+                return;
+        }
+        s = strndup(name, len);
+        if (!s)
+                return;
+        fprintf(w->f, "%s{\"topic\":", w->n ? "," : "");
+        json_string(w->f, s);
+        free(s);
+        fprintf(w->f, ",\"published\":%llu,\"seq\":%llu,\"dropped\":%llu,\"retained\":%s}",
+                (unsigned long long)t->n_published, (unsigned long long)t->seq,
+                (unsigned long long)t->n_dropped, t->retained ? "true" : "false");
+        w->n++;
+}
+
+static void json_topics(Broker *b, FILE *f, const char *filter, size_t len, size_t max,
+                        const char *trunc_key) {
+        TopicRows w = { .f = f, .max = max };
+
+        fputc('[', f);
+        router_match_topics(b->router, filter, len, json_topic, &w);
+        fputc(']', f);
+        if (trunc_key)
+                fprintf(f, ",\"%s\":%s", trunc_key, w.truncated ? "true" : "false");
+}
+
 char *broker_status_json(Broker *b, size_t *ret_len) {
         struct timespec now;
         char *buf = NULL;
@@ -546,7 +637,7 @@ char *broker_status_json(Broker *b, size_t *ret_len) {
                 ",\"messages_in\":%llu,\"messages_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu"
                 ",\"drops\":%llu,\"errors\":%llu,\"connections_total\":%llu"
                 ",\"connections_refused\":%llu,\"fds_held\":%zu,\"fd_budget\":%zu"
-                ",\"queued_bytes\":%zu,\"queued_fds\":%zu,\"internal_errors\":%llu}",
+                ",\"queued_bytes\":%zu,\"queued_fds\":%zu,\"internal_errors\":%llu",
                 b->n_conns, router_n_topics(b->router), router_n_subscriptions(b->router),
                 router_n_groups(b->router), b->retained_count, b->retained_bytes,
                 (unsigned long long)b->stats.msgs_in, (unsigned long long)b->stats.msgs_out,
@@ -555,10 +646,86 @@ char *broker_status_json(Broker *b, size_t *ret_len) {
                 (unsigned long long)b->stats.connections_total,
                 (unsigned long long)b->stats.connections_refused, b->held_fds, b->fd_budget,
                 queued_bytes, queued_fds, (unsigned long long)b->stats.internal_errors);
-        if (fclose(f) != 0) {
-                free(buf);
+        fprintf(f, ",\"per_client\":");
+        json_clients(b, f, STATUS_MAX_ROWS, "per_client_truncated");
+        fprintf(f, ",\"per_topic\":");
+        json_topics(b, f, "#", 1, STATUS_MAX_ROWS, "per_topic_truncated");
+        fputc('}', f);
+        return memstream_done(f, &buf, &len, ret_len);
+}
+
+char *broker_clients_json(Broker *b, size_t *ret_len) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+
+        if (!f)
                 return NULL;
-        }
-        *ret_len = len;
-        return buf;
+        fprintf(f, "{\"clients\":");
+        json_clients(b, f, SIZE_MAX, NULL);
+        fputc('}', f);
+        return memstream_done(f, &buf, &len, ret_len);
+}
+
+typedef struct GroupWalk {
+        FILE *f;
+        bool first;
+} GroupWalk;
+
+static void json_group(const RouterGroup *g, void *userdata) {
+        GroupWalk *w = userdata;
+        fprintf(w->f, "%s{\"name\":", w->first ? "" : ",");
+        json_string(w->f, router_group_name(g));
+        fprintf(w->f, ",\"members\":%u}", router_group_size(g));
+        w->first = false;
+}
+
+char *broker_topics_json(Broker *b, const char *filter, size_t filter_len, size_t *ret_len) {
+        char *buf = NULL;
+        size_t len = 0, i;
+        bool first = true;
+        Connection *c;
+        GroupWalk gw;
+        FILE *f = open_memstream(&buf, &len);
+
+        if (!f)
+                return NULL;
+        fprintf(f, "{\"topics\":");
+        json_topics(b, f, filter, filter_len, SIZE_MAX, NULL);
+        fprintf(f, ",\"subscriptions\":[");
+        for (c = b->conns; c; c = c->next)
+                for (i = 0; i < c->n_subs; i++) {
+                        static const char *const reach[] = { "none", "partial", "all" };
+                        Subscription *s = c->subs[i];
+                        size_t k;
+                        if (!acl_filter_overlaps(s->filter, s->filter_len, filter, filter_len))
+                                continue;
+                        fprintf(f, "%s{\"client\":%u,\"id\":%u,\"filter\":", first ? "" : ",", c->id,
+                                s->id);
+                        json_string(f, s->filter);
+                        fprintf(f, ",\"group\":");
+                        if (s->group_name)
+                                json_string(f, s->group_name);
+                        else
+                                fprintf(f, "null");
+                        fprintf(f, ",\"types\":[");
+                        for (k = 0; k < s->n_types; k++)
+                                fprintf(f, "%s%u", k ? "," : "", s->types[k]);
+                        fprintf(f, "],\"reach\":\"%s\",\"delivered\":%llu}",
+                                reach[s->reach < 3 ? s->reach : 0], (unsigned long long)s->n_matched);
+                        first = false;
+                }
+        fprintf(f, "],\"groups\":[");
+        gw = (GroupWalk){ .f = f, .first = true };
+        router_foreach_group(b->router, json_group, &gw);
+        fprintf(f, "]}");
+        return memstream_done(f, &buf, &len, ret_len);
+}
+
+Connection *broker_find_connection(Broker *b, uint32_t id) {
+        Connection *c;
+        for (c = b->conns; c; c = c->next)
+                if (c->id == id)
+                        return c;
+        return NULL;
 }

@@ -150,5 +150,11 @@ void broker_flush_pending(Broker *b);
 /* Closes and frees @c now, with a log line saying why (@why may be NULL). */
 void broker_drop_connection(Broker *b, Connection *c, const char *why);
 
-/* The status document (JSON) of the ADMIN "status" command, malloc'd. */
+/* The JSON documents of the ADMIN commands status, clients and topics
+ * (topics and subscriptions that @filter can match), malloc'd. */
 char *broker_status_json(Broker *b, size_t *ret_len);
+char *broker_clients_json(Broker *b, size_t *ret_len);
+char *broker_topics_json(Broker *b, const char *filter, size_t filter_len, size_t *ret_len);
+
+/* The connection with client id @id, or NULL. */
+Connection *broker_find_connection(Broker *b, uint32_t id);

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <event2/event.h>
 #include <stdalign.h>
 #include <stdarg.h>
@@ -75,6 +76,31 @@ static size_t entry_charge(const OutEntry *e) {
         return sizeof(OutEntry) + entry_size(e);
 }
 
+/* The command name of @pid (for introspection only: it may lie). */
+static void peer_comm(pid_t pid, char *buf, size_t size) {
+        char path[64];
+        ssize_t n;
+        int fd;
+
+        buf[0] = 0;
+        snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        n = read(fd, buf, size - 1);
+        close(fd);
+        if (n <= 0) {
+                buf[0] = 0;
+                return;
+        }
+        buf[n] = 0;
+        buf[strcspn(buf, "\n")] = 0;
+        /* The process chose it: keep it printable ASCII for logs and JSON. */
+        for (; *buf; buf++)
+                if ((unsigned char)*buf < 0x20 || (unsigned char)*buf >= 0x7f)
+                        *buf = '?';
+}
+
 static void on_read(evutil_socket_t fd, short what, void *userdata);
 static void on_write(evutil_socket_t fd, short what, void *userdata);
 static void on_linger(evutil_socket_t fd, short what, void *userdata);
@@ -93,6 +119,7 @@ int connection_new(Connection **ret, Broker *b, int fd, uint32_t id, pid_t pid, 
         c->pid = pid;
         c->uid = uid;
         c->gid = gid;
+        peer_comm(pid, c->comm, sizeof(c->comm));
         /* Supplementary groups count for the access rules; a kernel too old
          * to tell (before 4.13) leaves only the primary group. */
         if (acl_peer_groups(fd, &c->groups, &c->n_groups) < 0) {
@@ -427,6 +454,7 @@ void connection_error(Connection *c, WireError code, unsigned ref_kind, uint64_t
         r = connection_send(c, WIRE_ERROR, fatal ? WIRE_F_FATAL : 0, 0, corr, meta, sizeof(meta),
                             NULL, 0, text, (size_t)n);
         c->broker->stats.errors++;
+        c->stats.errors++;
         if (fatal || r < 0) {
                 /* Read nothing more; it closes once its queue (now ending
                  * with this ERROR) is written, or after a short linger. */

@@ -68,6 +68,7 @@ typedef struct ConnectionStats {
         uint64_t bytes_in;   /* bytes received */
         uint64_t bytes_out;  /* bytes written */
         uint64_t drops;      /* deliveries dropped for a full queue */
+        uint64_t errors;     /* ERROR frames sent to it */
         uint64_t fds_in;     /* file descriptors received */
         uint64_t fds_out;    /* file descriptors passed on */
 } ConnectionStats;
@@ -107,6 +108,7 @@ typedef struct Connection {
         gid_t *groups;  /* supplementary groups (SO_PEERGROUPS) */
         size_t n_groups;
         char name[WIRE_MAX_CLIENT_NAME + 1];
+        char comm[16];  /* the peer's command name, as it was at connect */
 
         /* Bytes of a frame that has not completely arrived yet. Empty (and
          * freed) when the last read ended on a frame boundary, which is the

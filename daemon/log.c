@@ -43,6 +43,9 @@ static const char *level_name(int level) {
         }
 }
 
+static int log_va(int level, int err, const char *const *fields, const char *fmt, va_list ap)
+        __attribute__((format(printf, 4, 0)));
+
 static int log_va(int level, int err, const char *const *fields, const char *fmt, va_list ap) {
         int saved = errno;
         char buf[2048];

@@ -9,6 +9,7 @@
 #include "acl.h"
 #include "broker.h"
 #include "connection.h"
+#include "log.h"
 #include "memfd.h"
 #include "protocol.h"
 #include "router.h"
@@ -547,30 +548,107 @@ static int answer_result(Connection *c, const WireHeader *h, int r) {
         return r == -ECONNABORTED ? 0 : r;
 }
 
-static int handle_admin(Connection *c, const WireHeader *h, const char *cmd) {
-        if (h->topic_len == 6 && memcmp(cmd, "status", 6) == 0) {
-                size_t len;
-                char *json = broker_status_json(c->broker, &len);
-                int r;
-                if (!json) {
-                        connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false,
-                                         "out of memory");
+/* Sends @json (@len bytes, taken over) as the ADMIN_REPLY to @h. The
+ * caller evaluates the document before the call: argument order is
+ * unspecified in C, so never pass `make(&len), len` in one call. */
+static int send_json(Connection *c, const WireHeader *h, char *json, size_t len) {
+        int r;
+        if (!json) {
+                connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false, "out of memory");
+                return 0;
+        }
+        r = connection_send(c, WIRE_ADMIN_REPLY, 0, 0, h->corr, NULL, 0, NULL, 0, json, len);
+        free(json);
+        return r;
+}
+
+static bool admin_allowed(Connection *c, const WireHeader *h, const char *what) {
+        if (acl_allows(c, ACL_ADMIN, NULL, 0))
+                return true;
+        connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
+                         "permission denied: %s is an admin command", what);
+        return false;
+}
+
+static bool command_is(const WireHeader *h, const char *cmd, const char *name) {
+        return h->topic_len == strlen(name) && memcmp(cmd, name, h->topic_len) == 0;
+}
+
+/* ADMIN: the topic names the command, the payload is its argument. */
+static int handle_admin(Connection *c, const WireHeader *h, const char *cmd, const uint8_t *arg) {
+        Broker *b = c->broker;
+        size_t len = 0;
+        char *json;
+
+        if (command_is(h, cmd, "status")) {
+                json = broker_status_json(b, &len);
+                return send_json(c, h, json, len);
+        }
+        if (command_is(h, cmd, "clients")) {
+                if (!admin_allowed(c, h, "clients"))
+                        return 0;
+                json = broker_clients_json(b, &len);
+                return send_json(c, h, json, len);
+        }
+        if (command_is(h, cmd, "topics")) {
+                const char *filter = h->payload_len ? (const char *)arg : "#";
+                size_t flen = h->payload_len ? h->payload_len : 1;
+                TopicCheck tc;
+                if (!admin_allowed(c, h, "topics"))
+                        return 0;
+                tc = topic_filter_check(filter, flen, b->limits.max_topic_len);
+                if (tc != TOPIC_OK) {
+                        connection_error(c, WIRE_E_BAD_FILTER, h->kind, h->corr, false,
+                                         "invalid filter for topics: %s", topic_check_str(tc));
                         return 0;
                 }
-                r = connection_send(c, WIRE_ADMIN_REPLY, 0, 0, h->corr, NULL, 0, NULL, 0, json,
-                                    len);
-                free(json);
-                return r;
+                json = broker_topics_json(b, filter, flen, &len);
+                return send_json(c, h, json, len);
         }
-        if (h->topic_len == 6 && memcmp(cmd, "reload", 6) == 0) {
+        if (command_is(h, cmd, "kick")) {
+                char idbuf[16], *end, reply[64];
+                unsigned long id;
+                Connection *victim;
+                int n;
+                if (!admin_allowed(c, h, "kick"))
+                        return 0;
+                if (h->payload_len == 0 || h->payload_len >= sizeof(idbuf)) {
+                        connection_error(c, WIRE_E_BAD_COMMAND, h->kind, h->corr, false,
+                                         "kick needs a client id");
+                        return 0;
+                }
+                memcpy(idbuf, arg, h->payload_len);
+                idbuf[h->payload_len] = 0;
+                errno = 0;
+                id = strtoul(idbuf, &end, 10);
+                victim = (*end || errno || id == 0 || id > UINT32_MAX || idbuf[0] == '-')
+                                 ? NULL
+                                 : broker_find_connection(b, (uint32_t)id);
+                if (!victim || victim->closing) {
+                        connection_error(c, WIRE_E_BAD_COMMAND, h->kind, h->corr, false,
+                                         "no client with id %s", *end || !*idbuf ? "(not a number)" : idbuf);
+                        return 0;
+                }
+                log_notice("client %u (pid %d, uid %d) kicked by client %u (uid %d)", victim->id,
+                           (int)victim->pid, (int)victim->uid, c->id, (int)c->uid);
+                n = snprintf(reply, sizeof(reply), "{\"kicked\":%u}", victim->id);
+                /* Answer first: the caller may be kicking itself. */
+                if (victim != c) {
+                        connection_error(victim, WIRE_E_KICKED, 0, 0, true,
+                                         "disconnected by an administrator");
+                        return connection_send(c, WIRE_ADMIN_REPLY, 0, 0, h->corr, NULL, 0, NULL, 0,
+                                               reply, (size_t)n);
+                }
+                connection_send(c, WIRE_ADMIN_REPLY, 0, 0, h->corr, NULL, 0, NULL, 0, reply, (size_t)n);
+                connection_error(c, WIRE_E_KICKED, 0, 0, true, "disconnected by an administrator");
+                return 0;
+        }
+        if (command_is(h, cmd, "reload")) {
                 char *error = NULL, reply[512];
                 int r, n;
-                if (!acl_allows(c, ACL_ADMIN, NULL, 0)) {
-                        connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
-                                         "permission denied: reload is an admin command");
+                if (!admin_allowed(c, h, "reload"))
                         return 0;
-                }
-                r = broker_reload(c->broker, &error);
+                r = broker_reload(b, &error);
                 if (r < 0) {
                         connection_error(c, WIRE_E_BAD_CONFIG, h->kind, h->corr, false,
                                          "configuration not reloaded, the running one stays: %s",
@@ -579,12 +657,12 @@ static int handle_admin(Connection *c, const WireHeader *h, const char *cmd) {
                         return 0;
                 }
                 n = snprintf(reply, sizeof(reply), "{\"reloaded\":true,\"reloads\":%llu}",
-                             (unsigned long long)c->broker->reloads);
+                             (unsigned long long)b->reloads);
                 return connection_send(c, WIRE_ADMIN_REPLY, 0, 0, h->corr, NULL, 0, NULL, 0, reply,
                                        (size_t)n);
         }
         connection_error(c, WIRE_E_BAD_COMMAND, h->kind, h->corr, false,
-                         "unknown admin command (this broker knows: status, reload)");
+                         "unknown admin command (this broker knows: status, clients, topics, kick, reload)");
         return 0;
 }
 
@@ -623,7 +701,7 @@ int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame, co
         case WIRE_PONG:
                 break;
         case WIRE_ADMIN:
-                r = handle_admin(c, h, topic);
+                r = handle_admin(c, h, topic, payload);
                 break;
         case WIRE_REQUEST:
         case WIRE_REPLY:

@@ -598,6 +598,12 @@ void router_match_topics(Router *r, const char *filter, size_t len, RouterTopicF
         free(w);
 }
 
+void router_foreach_group(Router *r, void (*fn)(const RouterGroup *g, void *userdata), void *userdata) {
+        RouterGroup *g;
+        for (g = r->groups; g; g = g->next)
+                fn(g, userdata);
+}
+
 size_t router_n_groups(const Router *r) {
         return r->n_groups;
 }

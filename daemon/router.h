@@ -107,6 +107,8 @@ size_t router_match(Router *r, const char *name, size_t len, uint32_t type, Rout
 void router_match_topics(Router *r, const char *filter, size_t len, RouterTopicFn visit,
                          void *userdata);
 
+/* Calls @fn for every queue group. */
+void router_foreach_group(Router *r, void (*fn)(const RouterGroup *g, void *userdata), void *userdata);
 /* Queue groups: how many there are; a group's name and member count. */
 size_t router_n_groups(const Router *r);
 const char *router_group_name(const RouterGroup *g);

@@ -38,16 +38,16 @@ void tb_check(bool ok, const char *expr, const char *file, int line, const char 
         if (ok)
                 return;
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt + 1, ap); /* past the macro's leading space */
+        vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        /* The macro puts a space before the caller's format. */
         if (harness_in_child) {
                 /* Criterion's reporting belongs to the test process; a
                  * forked client says what failed and exits. */
-                fprintf(stderr, "%s:%d: check failed in a forked client: %s%s%s\n", file, line, expr,
-                        *msg ? ": " : "", msg);
+                fprintf(stderr, "%s:%d: check failed in a forked client: %s:%s\n", file, line, expr, msg);
                 _exit(90);
         }
-        cr_assert_fail("%s:%d: %s%s%s", file, line, expr, *msg ? ": " : "", msg);
+        cr_assert_fail("%s:%d: %s:%s", file, line, expr, msg);
 }
 
 static long now_ms(void) {

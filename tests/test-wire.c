@@ -682,6 +682,7 @@ static const ErrorRow error_rows[] = {
         { WIRE_E_BAD_COMMAND, "bad-command", -EINVAL },
         { WIRE_E_NO_SUCH_REQUEST, "no-such-request", -ESRCH },
         { WIRE_E_BAD_CONFIG, "bad-config", -EINVAL },
+        { WIRE_E_KICKED, "kicked", -ECONNRESET },
 };
 
 Test(names, error_codes) {
