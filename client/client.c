@@ -247,12 +247,16 @@ static int fdq_reserve(FdQueue *q, size_t n) {
 
 /* Appends @n fds (room reserved with fdq_reserve()). */
 static void fdq_push(FdQueue *q, const int *fds, size_t n) {
+        if (n == 0)
+                return;
         memcpy(q->v + q->head + q->len, fds, n * sizeof(int));
         q->len += n;
 }
 
 /* Moves the @n fds at the head of @q (there are that many) to @ret. */
 static void fdq_pop(FdQueue *q, int *ret, size_t n) {
+        if (n == 0)
+                return;
         if (ret)
                 memcpy(ret, q->v + q->head, n * sizeof(int));
         q->head += n;

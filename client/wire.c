@@ -29,8 +29,9 @@ static const KindRule kind_rules[_WIRE_KIND_MAX + 1] = {
         [WIRE_ERROR] = { "ERROR", WIRE_F_FATAL, WIRE_META_ERROR, 0, false },
         [WIRE_PING] = { "PING", 0, 0, 0, false },
         [WIRE_PONG] = { "PONG", 0, 0, 0, false },
-        [WIRE_REQUEST] = { "REQUEST", 0xffff, -1, -1, true },
-        [WIRE_REPLY] = { "REPLY", 0xffff, -1, -1, true },
+        /* Their meta differs by direction: the receiver checks it. */
+        [WIRE_REQUEST] = { "REQUEST", WIRE_F_BULK, -1, 1, true },
+        [WIRE_REPLY] = { "REPLY", WIRE_F_BULK, -1, -1, true },
         [WIRE_ADMIN] = { "ADMIN", 0, 0, 1, false },
         [WIRE_ADMIN_REPLY] = { "ADMIN_REPLY", 0, 0, 0, false },
         [WIRE_GOODBYE] = { "GOODBYE", 0xffff, -1, -1, false },

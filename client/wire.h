@@ -45,8 +45,8 @@ typedef enum WireKind {
         WIRE_ERROR = 8,        /* broker → client */
         WIRE_PING = 9,         /* either way; answered by PONG with the same corr id and payload */
         WIRE_PONG = 10,
-        WIRE_REQUEST = 11,     /* reserved: request/reply */
-        WIRE_REPLY = 12,       /* reserved: request/reply */
+        WIRE_REQUEST = 11,     /* client → broker → one responder */
+        WIRE_REPLY = 12,       /* responder → broker → requester */
         WIRE_ADMIN = 13,       /* client → broker: topic names the command ("status") */
         WIRE_ADMIN_REPLY = 14, /* broker → client: payload is a JSON document */
         WIRE_GOODBYE = 15,     /* reserved: broker is shutting down */
@@ -93,7 +93,7 @@ typedef enum WireError {
 /* SUBSCRIBE flags. */
 enum {
         WIRE_SUB_F_NO_RETAINED = 1u << 0, /* do not deliver retained messages on subscribe */
-        WIRE_SUB_F_RESPONDER = 1u << 1,   /* reserved: serve requests on the filter */
+        WIRE_SUB_F_RESPONDER = 1u << 1,   /* serve REQUESTs on the filter (instead of messages) */
         _WIRE_SUB_F_ALL = WIRE_SUB_F_NO_RETAINED | WIRE_SUB_F_RESPONDER,
 };
 
@@ -105,6 +105,10 @@ enum {
 #define WIRE_META_PUBLISH_BULK 8 /* u64 bulk size, only with WIRE_F_BULK */
 #define WIRE_META_MESSAGE 32     /* see WireDelivery */
 #define WIRE_META_ERROR 8        /* u32 code, u32 kind of the frame it answers */
+#define WIRE_META_REQUEST 16     /* client: u32 timeout ms (0 = default), u32 0, u64 bulk size */
+#define WIRE_META_REQUEST_IN 40  /* to a responder: WireDelivery, u32 ms left, u32 0 */
+#define WIRE_META_REPLY 8        /* responder: u64 bulk size */
+#define WIRE_META_REPLY_IN 32    /* to the requester: WireDelivery (the responder's) */
 
 #define WIRE_MAX_CLIENT_NAME 64
 #define WIRE_MAX_TYPES_PER_SUB 64

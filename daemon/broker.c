@@ -16,6 +16,7 @@
 #include "broker.h"
 #include "listener.h"
 #include "protocol.h"
+#include "request.h"
 #include "sd.h"
 #include "log.h"
 #include "util.h"
@@ -287,6 +288,9 @@ int broker_new(Broker **ret, const BrokerOptions *o) {
         if (r < 0)
                 goto fail;
         router_set_retained_free(b->router, protocol_retained_free);
+        r = router_new(&b->services);
+        if (r < 0)
+                goto fail;
         b->ev_sigterm = evsignal_new(b->base, SIGTERM, on_signal, b);
         b->ev_sigint = evsignal_new(b->base, SIGINT, on_signal, b);
         b->ev_sighup = evsignal_new(b->base, SIGHUP, on_signal, b);
@@ -333,6 +337,9 @@ Broker *broker_free(Broker *b) {
         if (b->ev_watchdog)
                 event_free(b->ev_watchdog);
         router_free(b->router);
+        router_free(b->services);
+        pending_pool_free(b);
+        free(b->cands);
         if (b->base)
                 event_base_free(b->base);
         free(b->rbuf);
@@ -637,7 +644,9 @@ char *broker_status_json(Broker *b, size_t *ret_len) {
                 ",\"messages_in\":%llu,\"messages_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu"
                 ",\"drops\":%llu,\"errors\":%llu,\"connections_total\":%llu"
                 ",\"connections_refused\":%llu,\"fds_held\":%zu,\"fd_budget\":%zu"
-                ",\"queued_bytes\":%zu,\"queued_fds\":%zu,\"internal_errors\":%llu",
+                ",\"queued_bytes\":%zu,\"queued_fds\":%zu,\"internal_errors\":%llu"
+                ",\"requests\":%llu,\"replies\":%llu,\"requests_pending\":%zu"
+                ",\"request_timeouts\":%llu,\"late_replies\":%llu,\"no_responders\":%llu",
                 b->n_conns, router_n_topics(b->router), router_n_subscriptions(b->router),
                 router_n_groups(b->router), b->retained_count, b->retained_bytes,
                 (unsigned long long)b->stats.msgs_in, (unsigned long long)b->stats.msgs_out,
@@ -645,7 +654,10 @@ char *broker_status_json(Broker *b, size_t *ret_len) {
                 (unsigned long long)b->stats.drops, (unsigned long long)b->stats.errors,
                 (unsigned long long)b->stats.connections_total,
                 (unsigned long long)b->stats.connections_refused, b->held_fds, b->fd_budget,
-                queued_bytes, queued_fds, (unsigned long long)b->stats.internal_errors);
+                queued_bytes, queued_fds, (unsigned long long)b->stats.internal_errors,
+                (unsigned long long)b->stats.requests, (unsigned long long)b->stats.replies,
+                b->n_pending, (unsigned long long)b->stats.request_timeouts,
+                (unsigned long long)b->stats.late_replies, (unsigned long long)b->stats.no_responders);
         fprintf(f, ",\"per_client\":");
         json_clients(b, f, STATUS_MAX_ROWS, "per_client_truncated");
         fprintf(f, ",\"per_topic\":");

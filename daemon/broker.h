@@ -75,6 +75,7 @@ typedef struct BrokerStats {
         uint64_t connections_total;
         uint64_t connections_refused;
         uint64_t internal_errors;  /* bugs caught by a consistency check */
+        uint64_t requests, replies, request_timeouts, late_replies, no_responders;
 } BrokerStats;
 
 /* Size of the shared receive buffer: one recvmsg takes up to this much. */
@@ -94,6 +95,13 @@ struct Broker {
         uid_t owner_uid;      /* may do everything, like root */
         WireLimits limits;
         Router *router;
+        Router *services;     /* responder subscriptions: where REQUESTs go */
+        struct Pending *pending_pool;
+        size_t n_pending;
+        uint64_t next_request_id;
+        uint32_t rr_requests;
+        Subscription **cands; /* scratch: a request's candidate responders */
+        size_t n_cands, cap_cands;
         Listener **listeners;
         size_t n_listeners;
         struct event *ev_watchdog;
@@ -155,6 +163,11 @@ void broker_drop_connection(Broker *b, Connection *c, const char *why);
 char *broker_status_json(Broker *b, size_t *ret_len);
 char *broker_clients_json(Broker *b, size_t *ret_len);
 char *broker_topics_json(Broker *b, const char *filter, size_t filter_len, size_t *ret_len);
+
+/* The router a subscription lives in: responders serve requests apart. */
+static inline Router *broker_router_of(Broker *b, const Subscription *s) {
+        return (s->flags & WIRE_SUB_F_RESPONDER) ? b->services : b->router;
+}
 
 /* The connection with client id @id, or NULL. */
 Connection *broker_find_connection(Broker *b, uint32_t id);

@@ -18,6 +18,7 @@
 #include "connection.h"
 #include "log.h"
 #include "protocol.h"
+#include "request.h"
 #include "util.h"
 
 /* iovecs per sendmsg: two per queued frame (inline header, shared body). */
@@ -171,8 +172,9 @@ Connection *connection_free(Connection *c) {
                                 break;
                         }
         }
+        pending_connection_gone(c);
         for (i = 0; i < c->n_subs; i++) {
-                router_remove(c->broker->router, c->subs[i]);
+                router_remove(broker_router_of(c->broker, c->subs[i]), c->subs[i]);
                 subscription_free(c->subs[i]);
         }
         free(c->subs);
@@ -823,8 +825,10 @@ static void on_read(evutil_socket_t fd, short what, void *userdata) {
 
         n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
         if (n < 0) {
+                /* Nothing new; but frames handled on resume may have queued
+                 * answers and deliveries. */
                 if (errno == EAGAIN || errno == EINTR)
-                        return;
+                        goto flush;
                 log_debug_errno(errno, "client %u: read failed: %m", c->id);
                 broker_drop_connection(b, c, "read error");
                 goto flush;
@@ -881,13 +885,17 @@ flush:
 
 static void on_write(evutil_socket_t fd, short what, void *userdata) {
         Connection *c = userdata;
+        Broker *b = c->broker;
         int r = connection_flush(c);
         if (r < 0)
-                broker_drop_connection(c->broker, c,
-                                       r == -ECONNABORTED ? NULL : "write failed");
+                broker_drop_connection(b, c, r == -ECONNABORTED ? NULL : "write failed");
+        /* Dropping it may have queued answers for others (responder gone). */
+        broker_flush_pending(b);
 }
 
 static void on_linger(evutil_socket_t fd, short what, void *userdata) {
         Connection *c = userdata;
-        broker_drop_connection(c->broker, c, "did not read its last frames in time");
+        Broker *b = c->broker;
+        broker_drop_connection(b, c, "did not read its last frames in time");
+        broker_flush_pending(b);
 }

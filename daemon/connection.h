@@ -131,6 +131,10 @@ typedef struct Connection {
         Subscription **subs;
         size_t n_subs, cap_subs;
 
+        struct Pending *requests_made;  /* awaiting a reply for this client */
+        struct Pending *requests_asked; /* this client must answer */
+        uint32_t n_pending;
+
         ConnectionStats stats;
 } Connection;
 

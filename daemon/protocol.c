@@ -12,6 +12,7 @@
 #include "log.h"
 #include "memfd.h"
 #include "protocol.h"
+#include "request.h"
 #include "router.h"
 #include "topicname.h"
 #include "util.h"
@@ -157,15 +158,19 @@ static int handle_subscribe(Connection *c, const WireHeader *h, const uint8_t *m
                                  "a queue group name is printable UTF-8");
                 return 0;
         }
-        if (ws.flags & WIRE_SUB_F_RESPONDER) {
-                connection_error(c, WIRE_E_UNSUPPORTED, h->kind, h->corr, false,
-                                 "serving requests is not supported by this broker version");
+        if ((ws.flags & WIRE_SUB_F_RESPONDER) && ws.group_len > 0) {
+                connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
+                                 "responders share their requests already: no queue group");
                 return 0;
         }
         {
                 AclPeer p = peer_of(c);
-                if (acl_subscribe_reach(b->conf, b->owner_uid, &p, filter, h->topic_len) ==
-                    ACL_REACH_NONE) {
+                bool denied = (ws.flags & WIRE_SUB_F_RESPONDER)
+                                      ? !acl_check(b->conf, b->owner_uid, &p, ACL_SUBSCRIBE, filter,
+                                                   h->topic_len)
+                                      : acl_subscribe_reach(b->conf, b->owner_uid, &p, filter,
+                                                            h->topic_len) == ACL_REACH_NONE;
+                if (denied) {
                         connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
                                          "permission denied: uid %u may not subscribe to '%.*s'",
                                          (unsigned)c->uid, (int)h->topic_len, filter);
@@ -201,14 +206,14 @@ static int handle_subscribe(Connection *c, const WireHeader *h, const uint8_t *m
                 goto oom;
         s->flags = ws.flags;
         protocol_authorize_subscription(c, s);
-        r = router_add(b->router, s);
+        r = router_add(broker_router_of(b, s), s);
         if (r < 0) {
                 subscription_free(s);
                 goto oom;
         }
         c->subs[c->n_subs++] = s;
         r = send_ack(c, h->corr);
-        if (r < 0 || (ws.flags & WIRE_SUB_F_NO_RETAINED))
+        if (r < 0 || (ws.flags & (WIRE_SUB_F_NO_RETAINED | WIRE_SUB_F_RESPONDER)))
                 return r;
         /* The retained messages it matches come right after the ACK. */
         deliver_retained(c, s);
@@ -231,7 +236,7 @@ static int handle_unsubscribe(Connection *c, const WireHeader *h, const uint8_t 
                 Subscription *s = c->subs[i];
                 if (s->id != id)
                         continue;
-                router_remove(c->broker->router, s);
+                router_remove(broker_router_of(c->broker, s), s);
                 subscription_free(s);
                 c->subs[i] = c->subs[--c->n_subs];
                 return send_ack(c, h->corr);
@@ -377,6 +382,38 @@ static void close_fds(const int *fds, size_t n) {
                 safe_close(fds[i]);
 }
 
+/* The checks every PUBLISH, REQUEST and REPLY payload passes: a bulk one is
+ * a sealed memfd (checked without mapping or reading it: the cost does not
+ * depend on its size), and the fds fit the broker's budget. Sends the
+ * ERROR and returns false when not; the caller still owns the fds. */
+static bool payload_acceptable(Connection *c, const WireHeader *h, uint64_t bulk_size,
+                               const int *fds) {
+        Broker *b = c->broker;
+
+        if (h->flags & WIRE_F_BULK) {
+                MemfdCheck mc;
+                if (h->payload_len != 0) {
+                        connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
+                                         "a bulk %s carries its payload in the memfd: payload length must be 0",
+                                         wire_kind_name(h->kind));
+                        return false;
+                }
+                mc = memfd_check(fds[0], bulk_size, b->config.max_bulk_size);
+                if (mc != MEMFD_OK) {
+                        connection_error(c, WIRE_E_BULK, h->kind, h->corr, false, "%s",
+                                         memfd_check_str(mc));
+                        return false;
+                }
+        }
+        if (h->n_fds > 0 && b->held_fds + h->n_fds > b->fd_budget) {
+                connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
+                                 "the broker holds %zu file descriptors, its limit is %zu",
+                                 b->held_fds, b->fd_budget);
+                return false;
+        }
+        return true;
+}
+
 /* Takes ownership of @fds (h->n_fds of them). */
 static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *meta,
                           const char *topic, const int *fds) {
@@ -395,24 +432,10 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
                                  "invalid topic name: %s", topic_check_str(tc));
                 goto refuse;
         }
-        if (h->flags & WIRE_F_BULK) {
-                MemfdCheck mc;
-
-                if (h->payload_len != 0) {
-                        connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
-                                         "a bulk PUBLISH carries its payload in the memfd: payload length must be 0");
-                        goto refuse;
-                }
+        if (h->flags & WIRE_F_BULK)
                 bulk_size = le64_read(meta);
-                /* Checked without mapping or reading it: the cost does not
-                 * depend on its size. */
-                mc = memfd_check(fds[0], bulk_size, b->config.max_bulk_size);
-                if (mc != MEMFD_OK) {
-                        connection_error(c, WIRE_E_BULK, h->kind, h->corr, false, "%s",
-                                         memfd_check_str(mc));
-                        goto refuse;
-                }
-        }
+        if (!payload_acceptable(c, h, bulk_size, fds))
+                goto refuse;
         if (topic[0] == '$') {
                 connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
                                  "topics starting with '$' belong to the broker");
@@ -422,12 +445,6 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
                 connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
                                  "permission denied: uid %u may not publish on '%.*s'",
                                  (unsigned)c->uid, (int)h->topic_len, topic);
-                goto refuse;
-        }
-        if (h->n_fds > 0 && b->held_fds + h->n_fds > b->fd_budget) {
-                connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
-                                 "the broker holds %zu file descriptors, its limit is %zu",
-                                 b->held_fds, b->fd_budget);
                 goto refuse;
         }
         f.topic = router_topic(b->router, topic, h->topic_len, true, b->config.max_topics, &r);
@@ -546,6 +563,230 @@ static int answer_result(Connection *c, const WireHeader *h, int r) {
                 return 0;
         }
         return r == -ECONNABORTED ? 0 : r;
+}
+
+
+/* Collects the responders a request could go to (one subscription per
+ * connection, admitting the type). */
+static void collect_responder(Subscription *s, void *userdata) {
+        Broker *b = userdata;
+        if (b->n_cands < b->cap_cands)
+                b->cands[b->n_cands++] = s;
+}
+
+static void collect_responder_group(Subscription **cands, size_t n, uint32_t *rr, void *userdata) {
+        /* Responder subscriptions carry no group; nothing to do. */
+        (void)cands;
+        (void)n;
+        (void)rr;
+        (void)userdata;
+}
+
+/* REQUEST from a client: to one responder of the topic (the next in turn
+ * with room), remembered with a deadline until its REPLY. */
+static int handle_request(Connection *c, const WireHeader *h, const uint8_t *meta, const char *topic,
+                          const int *fds) {
+        Broker *b = c->broker;
+        uint64_t timeout_ms, bulk_size = 0;
+        uint8_t hdr[WIRE_HEADER_SIZE + WIRE_META_REQUEST_IN];
+        Subscription *chosen = NULL;
+        Connection *to = NULL;
+        WireDelivery d;
+        WireHeader mh;
+        TopicCheck tc;
+        Pending *p;
+        Body *body;
+        size_t i, start;
+
+        if (h->meta_len != WIRE_META_REQUEST || le32_read(meta + 4) != 0) {
+                connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
+                                 "a client's REQUEST has 16 bytes of meta: timeout, 0, bulk size");
+                goto refuse;
+        }
+        tc = topic_name_check(topic, h->topic_len, b->limits.max_topic_len);
+        if (tc != TOPIC_OK) {
+                connection_error(c, WIRE_E_BAD_TOPIC, h->kind, h->corr, true,
+                                 "invalid request topic: %s", topic_check_str(tc));
+                goto refuse;
+        }
+        timeout_ms = le32_read(meta);
+        if (timeout_ms == 0)
+                timeout_ms = b->conf->limits.request_timeout_ms;
+        if (h->flags & WIRE_F_BULK)
+                bulk_size = le64_read(meta + 8);
+        if (!payload_acceptable(c, h, bulk_size, fds))
+                goto refuse;
+        if (topic[0] == '$' || !acl_allows(c, ACL_REQUEST, topic, h->topic_len)) {
+                connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
+                                 "permission denied: uid %u may not send requests to '%.*s'",
+                                 (unsigned)c->uid, (int)h->topic_len, topic);
+                goto refuse;
+        }
+        if (c->n_pending >= b->conf->limits.max_pending_requests) {
+                connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
+                                 "at most %u requests may be pending per connection",
+                                 b->conf->limits.max_pending_requests);
+                goto refuse;
+        }
+
+        /* Room for every responder as a candidate, without allocating
+         * per request once it has grown. */
+        if (b->cap_cands < router_n_subscriptions(b->services)) {
+                size_t cap = router_n_subscriptions(b->services) * 2;
+                Subscription **n = realloc(b->cands, cap * sizeof(*n));
+                if (!n) {
+                        connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false, "out of memory");
+                        goto refuse;
+                }
+                b->cands = n;
+                b->cap_cands = cap;
+        }
+        b->n_cands = 0;
+        router_match(b->services, topic, h->topic_len, h->type, collect_responder,
+                     collect_responder_group, b);
+        if (b->n_cands == 0) {
+                b->stats.no_responders++;
+                connection_error(c, WIRE_E_NO_RESPONDERS, h->kind, h->corr, false,
+                                 "no responders for '%.*s'", (int)h->topic_len, topic);
+                goto refuse;
+        }
+        start = b->rr_requests++ % b->n_cands;
+        body = body_new_with_fds((size_t)h->topic_len + h->payload_len, fds, h->n_fds, &b->held_fds);
+        if (!body) {
+                connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false, "out of memory");
+                return 0;
+        }
+        memcpy(body->data, topic, body->len);
+        for (i = 0; i < b->n_cands; i++) {
+                Subscription *s = b->cands[(start + i) % b->n_cands];
+                Connection *cand = container_of(s->owner, Connection, owner);
+                if (cand->closing)
+                        continue;
+                if (!chosen)
+                        chosen = s;
+                if (connection_can_take(cand, sizeof(hdr), body)) {
+                        chosen = s;
+                        break;
+                }
+        }
+        if (chosen)
+                to = container_of(chosen->owner, Connection, owner);
+        if (!to || !connection_can_take(to, sizeof(hdr), body)) {
+                connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
+                                 "every responder for '%.*s' is busy (its queue is full)",
+                                 (int)h->topic_len, topic);
+                body_unref(body);
+                return 0;
+        }
+        p = pending_new(b, c, h->corr, to, body, h->topic_len, timeout_ms);
+        if (!p) {
+                connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false, "out of memory");
+                body_unref(body);
+                return 0;
+        }
+        mh = (WireHeader){
+                .size = (uint32_t)(sizeof(hdr) + body->len), .version = WIRE_VERSION,
+                .kind = WIRE_REQUEST, .flags = h->flags & WIRE_F_BULK, .type = h->type,
+                .payload_len = h->payload_len, .topic_len = h->topic_len, .n_fds = h->n_fds,
+                .meta_len = WIRE_META_REQUEST_IN, .corr = p->id,
+        };
+        d = (WireDelivery){
+                .sender_pid = (uint32_t)c->pid, .sender_uid = (uint32_t)c->uid,
+                .sender_gid = (uint32_t)c->gid, .sub_id = chosen->id, .bulk_size = bulk_size,
+        };
+        wire_header_encode(hdr, &mh);
+        wire_delivery_encode(hdr + WIRE_HEADER_SIZE, &d);
+        le32_write(hdr + WIRE_HEADER_SIZE + WIRE_META_REPLY_IN, (uint32_t)timeout_ms);
+        le32_write(hdr + WIRE_HEADER_SIZE + WIRE_META_REPLY_IN + 4, 0);
+        if (connection_queue(to, hdr, sizeof(hdr), body, false) < 0) {
+                pending_done(b, p);
+                connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
+                                 "the responder for '%.*s' cannot take it", (int)h->topic_len, topic);
+        } else {
+                chosen->n_matched++;
+                b->stats.requests++;
+                c->stats.msgs_in++;
+                to->stats.msgs_out++;
+        }
+        body_unref(body);
+        return 0;
+refuse:
+        close_fds(fds, h->n_fds);
+        return 0;
+}
+
+/* REPLY from a responder: back to the requester of the pending request its
+ * corr id names, if that is still pending and this client was asked. */
+static int handle_reply(Connection *c, const WireHeader *h, const uint8_t *meta,
+                        const uint8_t *payload, const int *fds) {
+        Broker *b = c->broker;
+        uint8_t hdr[WIRE_HEADER_SIZE + WIRE_META_REPLY_IN];
+        uint64_t bulk_size;
+        Connection *to;
+        WireDelivery d;
+        WireHeader mh;
+        Pending *p;
+        Body *body;
+        int r;
+
+        if (h->meta_len != WIRE_META_REPLY || h->topic_len != 0) {
+                connection_error(c, WIRE_E_MALFORMED, h->kind, h->corr, true,
+                                 "a responder's REPLY has 8 bytes of meta (bulk size) and no topic");
+                goto refuse;
+        }
+        bulk_size = (h->flags & WIRE_F_BULK) ? le64_read(meta) : 0;
+        if (!payload_acceptable(c, h, bulk_size, fds))
+                goto refuse;
+        p = pending_find(c, h->corr);
+        if (!p) {
+                /* Answered, timed out, its requester gone, or never asked
+                 * of this client: nothing to deliver it to. */
+                if (h->corr != 0 && h->corr <= b->next_request_id)
+                        b->stats.late_replies++;
+                connection_error(c, WIRE_E_NO_SUCH_REQUEST, h->kind, h->corr, false,
+                                 "request %llu is not pending for this client (unknown, answered, timed out, or asked of another client)",
+                                 (unsigned long long)h->corr);
+                goto refuse;
+        }
+        to = p->requester;
+        body = body_new_with_fds((size_t)p->topic_len + h->payload_len, fds, h->n_fds, &b->held_fds);
+        if (!body) {
+                connection_error(to, WIRE_E_INTERNAL, WIRE_REQUEST, p->requester_corr, false,
+                                 "out of memory for the reply");
+                pending_done(b, p);
+                return 0;
+        }
+        memcpy(body->data, p->request->data, p->topic_len);
+        if (h->payload_len)
+                memcpy(body->data + p->topic_len, payload, h->payload_len);
+        mh = (WireHeader){
+                .size = (uint32_t)(sizeof(hdr) + body->len), .version = WIRE_VERSION,
+                .kind = WIRE_REPLY, .flags = h->flags & WIRE_F_BULK, .type = h->type,
+                .payload_len = h->payload_len, .topic_len = p->topic_len, .n_fds = h->n_fds,
+                .meta_len = WIRE_META_REPLY_IN, .corr = p->requester_corr,
+        };
+        d = (WireDelivery){
+                .sender_pid = (uint32_t)c->pid, .sender_uid = (uint32_t)c->uid,
+                .sender_gid = (uint32_t)c->gid, .bulk_size = bulk_size,
+        };
+        wire_header_encode(hdr, &mh);
+        wire_delivery_encode(hdr + WIRE_HEADER_SIZE, &d);
+        /* The requester asked for it: like an answer, never dropped. */
+        r = connection_queue(to, hdr, sizeof(hdr), body, false);
+        body_unref(body);
+        pending_done(b, p);
+        if (r == -ENOBUFS)
+                connection_error(to, WIRE_E_SLOW_CONSUMER, WIRE_REQUEST, mh.corr, true,
+                                 "output queue full: the client does not read its replies");
+        else if (r == 0) {
+                b->stats.replies++;
+                c->stats.msgs_in++;
+                to->stats.msgs_out++;
+        }
+        return 0;
+refuse:
+        close_fds(fds, h->n_fds);
+        return 0;
 }
 
 /* Sends @json (@len bytes, taken over) as the ADMIN_REPLY to @h. The
@@ -680,6 +921,10 @@ int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame, co
         }
         if (h->kind == WIRE_PUBLISH)
                 return answer_result(c, h, handle_publish(c, h, meta, topic, fds));
+        if (h->kind == WIRE_REQUEST)
+                return answer_result(c, h, handle_request(c, h, meta, topic, fds));
+        if (h->kind == WIRE_REPLY)
+                return answer_result(c, h, handle_reply(c, h, meta, payload, fds));
         /* Only PUBLISH uses fds in this version; the header check let the
          * others through only for the kinds reserved for them. */
         close_fds(fds, h->n_fds);
@@ -702,12 +947,6 @@ int protocol_handle(Connection *c, const WireHeader *h, const uint8_t *frame, co
                 break;
         case WIRE_ADMIN:
                 r = handle_admin(c, h, topic, payload);
-                break;
-        case WIRE_REQUEST:
-        case WIRE_REPLY:
-                connection_error(c, WIRE_E_UNSUPPORTED, h->kind, h->corr, false,
-                                 "%s is not supported by this broker version",
-                                 wire_kind_name(h->kind));
                 break;
         default:
                 connection_error(c, WIRE_E_KIND, h->kind, h->corr, true,

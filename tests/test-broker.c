@@ -864,11 +864,10 @@ Test(bad_input, unknown_admin_command, .init = start, .fini = cleanup) {
         stop();
 }
 
-Test(bad_input, reserved_kinds_are_refused_without_disconnecting, .init = start, .fini = cleanup) {
-        int fd = raw_client(&tb, "req", NULL);
-        raw_send(fd, WIRE_REQUEST, 0, 0, 1, NULL, 0, "svc", "x", 1);
-        raw_expect_error(fd, WIRE_E_UNSUPPORTED, false);
-        raw_sync(fd);
+Test(bad_input, goodbye_is_the_brokers_to_send, .init = start, .fini = cleanup) {
+        int fd = raw_client(&tb, "bye", NULL);
+        raw_send(fd, WIRE_GOODBYE, 0, 0, 1, NULL, 0, NULL, NULL, 0);
+        raw_expect_error(fd, WIRE_E_KIND, true);
         close(fd);
         stop();
 }

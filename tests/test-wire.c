@@ -75,9 +75,9 @@ static const WireHeader valid_per_kind[] = {
           .payload_len = 200, .corr = 9 },
         { .version = 1, .kind = WIRE_PING, .payload_len = 8, .corr = 10 },
         { .version = 1, .kind = WIRE_PONG, .payload_len = 8, .corr = 10 },
-        { .version = 1, .kind = WIRE_REQUEST, .flags = 0xffff, .meta_len = 255, .topic_len = 7,
-          .payload_len = 1, .n_fds = 16, .type = 3 },
-        { .version = 1, .kind = WIRE_REPLY, .flags = 0x0001, .meta_len = 3, .n_fds = 0 },
+        { .version = 1, .kind = WIRE_REQUEST, .flags = WIRE_F_BULK, .meta_len = WIRE_META_REQUEST,
+          .topic_len = 7, .payload_len = 1, .n_fds = 16, .type = 3 },
+        { .version = 1, .kind = WIRE_REPLY, .meta_len = WIRE_META_REPLY, .n_fds = 0 },
         { .version = 1, .kind = WIRE_ADMIN, .topic_len = 6, .corr = 11 },
         { .version = 1, .kind = WIRE_ADMIN_REPLY, .payload_len = 4000, .corr = 11 },
         { .version = 1, .kind = WIRE_GOODBYE, .flags = 0x0001, .meta_len = 4, .topic_len = 2 },
@@ -152,13 +152,13 @@ Test(header, byte_layout) {
 }
 
 /* The flags each kind may carry, as the protocol document states them.
- * Reserved kinds (REQUEST, REPLY, GOODBYE) are not constrained yet. */
+ * The reserved kind GOODBYE is not constrained yet. */
 static const uint16_t allowed_flags[_WIRE_KIND_MAX + 1] = {
         [WIRE_PUBLISH] = WIRE_F_RETAIN | WIRE_F_BULK | WIRE_F_ACK,
         [WIRE_MESSAGE] = WIRE_F_RETAIN | WIRE_F_BULK,
         [WIRE_ERROR] = WIRE_F_FATAL,
-        [WIRE_REQUEST] = 0xffff,
-        [WIRE_REPLY] = 0xffff,
+        [WIRE_REQUEST] = WIRE_F_BULK,
+        [WIRE_REPLY] = WIRE_F_BULK,
         [WIRE_GOODBYE] = 0xffff,
 };
 
@@ -226,7 +226,7 @@ static const BadHeader bad_headers[] = {
         { "reserved 1", { V, .kind = WIRE_PING, .reserved = 1 }, false, WIRE_E_MALFORMED },
         { "reserved top bit", { V, .kind = WIRE_PUBLISH, .topic_len = 1, .reserved = 0x80000000u },
           false, WIRE_E_MALFORMED },
-        { "reserved on a reserved kind", { V, .kind = WIRE_REQUEST, .reserved = 0x100 }, false,
+        { "reserved on a reserved kind", { V, .kind = WIRE_GOODBYE, .reserved = 0x100 }, false,
           WIRE_E_MALFORMED },
 
         /* undefined flags, one row per kind at least */
@@ -350,8 +350,12 @@ static const BadHeader bad_headers[] = {
                                         .topic_len = 1 }, false, WIRE_E_FDS },
         { "MESSAGE BULK without fds", { V, .kind = WIRE_MESSAGE, .flags = WIRE_F_BULK,
                                         .meta_len = 32, .topic_len = 1 }, false, WIRE_E_FDS },
-        { "REQUEST BULK without fds", { V, .kind = WIRE_REQUEST, .flags = WIRE_F_BULK }, false,
-          WIRE_E_FDS },
+        { "REQUEST BULK without fds", { V, .kind = WIRE_REQUEST, .flags = WIRE_F_BULK,
+                                        .topic_len = 1 }, false, WIRE_E_FDS },
+        { "REQUEST without a topic", { V, .kind = WIRE_REQUEST, .meta_len = 16 }, false,
+          WIRE_E_MALFORMED },
+        { "REQUEST undefined flag", { V, .kind = WIRE_REQUEST, .flags = WIRE_F_ACK, .topic_len = 1 },
+          false, WIRE_E_MALFORMED },
 
         /* limits (1 MiB payload, 1024 topic bytes, 16 fds) */
         { "topic 1025", { V, .kind = WIRE_PUBLISH, .topic_len = 1025 }, false, WIRE_E_TOO_LARGE },
@@ -418,8 +422,8 @@ static const GoodHeader good_headers[] = {
         { "no limits: 255 fds", { V, .kind = WIRE_PUBLISH, .topic_len = 1, .n_fds = 255 }, true },
         { "no limits: largest frame", { V, .kind = WIRE_PUBLISH, .topic_len = 65535,
                                         .payload_len = UINT32_MAX - 32 - 65535 }, true },
-        { "REQUEST anything structural", { V, .kind = WIRE_REQUEST, .flags = 0xfffd, .meta_len = 200,
-                                           .payload_len = 9 }, false },
+        { "REQUEST any meta length (checked by direction)", { V, .kind = WIRE_REQUEST,
+                                           .meta_len = 200, .topic_len = 1, .payload_len = 9 }, false },
         { "REPLY with topic and fds", { V, .kind = WIRE_REPLY, .topic_len = 9, .n_fds = 3 }, false },
         { "GOODBYE with topic", { V, .kind = WIRE_GOODBYE, .flags = 0x8001, .topic_len = 4 }, false },
         { "type and corr are free", { V, .kind = WIRE_PING, .type = UINT32_MAX, .corr = UINT64_MAX },
