@@ -43,6 +43,9 @@ void broker_config_defaults(BrokerConfig *cfg) {
         };
 }
 
+static char *status_json(Broker *b, bool tables, size_t *ret_len);
+static int stats_timer_update(Broker *b);
+
 /* The settings in effect: the file's, then what the command line says. */
 static void settings_compute(Broker *b) {
         const ConfigLimits *l = &b->conf->limits;
@@ -136,6 +139,8 @@ int broker_reload(Broker *b, char **ret_error) {
         clock_gettime(CLOCK_REALTIME, &b->conf_loaded);
         settings_compute(b);
         subscriptions_reauthorize(b);
+        if (stats_timer_update(b) < 0)
+                log_warning("Failed to rearm the statistics timer, ignoring");
         log_notice("Configuration reloaded from %s", b->conf->path ? b->conf->path : "built-in defaults");
         snprintf(status, sizeof(status), "Running: %zu clients", b->n_conns);
         systemd_notify_ready(status);
@@ -165,6 +170,38 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
 
 static void on_watchdog(evutil_socket_t fd, short what, void *userdata) {
         systemd_notify_watchdog();
+}
+
+/* $SYS/broker/stats: the status counters, retained, every stats_interval. */
+static void on_stats(evutil_socket_t fd, short what, void *userdata) {
+        Broker *b = userdata;
+        size_t len = 0;
+        char *json = status_json(b, false, &len);
+        int r;
+
+        if (!json)
+                return;
+        r = protocol_publish_internal(b, "$SYS/broker/stats", 0, json, len, true);
+        if (r < 0)
+                log_debug_errno(r, "Failed to publish $SYS/broker/stats: %m");
+        free(json);
+        broker_flush_pending(b);
+}
+
+/* (Re)arms the statistics timer for the configuration's interval. */
+static int stats_timer_update(Broker *b) {
+        struct timeval tv = { .tv_sec = (time_t)b->conf->stats_interval_s };
+
+        if (b->ev_stats)
+                event_del(b->ev_stats);
+        if (b->conf->stats_interval_s == 0)
+                return 0;
+        if (!b->ev_stats) {
+                b->ev_stats = event_new(b->base, -1, EV_PERSIST, on_stats, b);
+                if (!b->ev_stats)
+                        return -ENOMEM;
+        }
+        return event_add(b->ev_stats, &tv) < 0 ? -ENOMEM : 0;
 }
 
 /* Raises the soft fd limit to the hard one: every client costs an fd, and
@@ -308,6 +345,9 @@ int broker_new(Broker **ret, const BrokerOptions *o) {
                         goto fail;
                 }
         }
+        r = stats_timer_update(b);
+        if (r < 0)
+                goto fail;
         r = listen_all(b, o);
         if (r < 0)
                 goto fail;
@@ -336,6 +376,8 @@ Broker *broker_free(Broker *b) {
                 event_free(b->ev_sighup);
         if (b->ev_watchdog)
                 event_free(b->ev_watchdog);
+        if (b->ev_stats)
+                event_free(b->ev_stats);
         router_free(b->router);
         router_free(b->services);
         pending_pool_free(b);
@@ -612,6 +654,10 @@ static void json_topics(Broker *b, FILE *f, const char *filter, size_t len, size
 }
 
 char *broker_status_json(Broker *b, size_t *ret_len) {
+        return status_json(b, true, ret_len);
+}
+
+static char *status_json(Broker *b, bool tables, size_t *ret_len) {
         struct timespec now;
         char *buf = NULL;
         size_t len = 0;
@@ -658,10 +704,12 @@ char *broker_status_json(Broker *b, size_t *ret_len) {
                 (unsigned long long)b->stats.requests, (unsigned long long)b->stats.replies,
                 b->n_pending, (unsigned long long)b->stats.request_timeouts,
                 (unsigned long long)b->stats.late_replies, (unsigned long long)b->stats.no_responders);
-        fprintf(f, ",\"per_client\":");
-        json_clients(b, f, STATUS_MAX_ROWS, "per_client_truncated");
-        fprintf(f, ",\"per_topic\":");
-        json_topics(b, f, "#", 1, STATUS_MAX_ROWS, "per_topic_truncated");
+        if (tables) {
+                fprintf(f, ",\"per_client\":");
+                json_clients(b, f, STATUS_MAX_ROWS, "per_client_truncated");
+                fprintf(f, ",\"per_topic\":");
+                json_topics(b, f, "#", 1, STATUS_MAX_ROWS, "per_topic_truncated");
+        }
         fputc('}', f);
         return memstream_done(f, &buf, &len, ret_len);
 }

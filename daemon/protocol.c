@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "acl.h"
 #include "broker.h"
@@ -414,14 +415,67 @@ static bool payload_acceptable(Connection *c, const WireHeader *h, uint64_t bulk
         return true;
 }
 
+/* Sends @f's body (its topic first) as a MESSAGE to everyone it matches,
+ * as the next message of its topic: builds the header every recipient
+ * shares into f->hdr. */
+static void route_message(Broker *b, Fanout *f, uint32_t type, uint16_t flags, uint8_t n_fds,
+                          uint64_t bulk_size, pid_t pid, uid_t uid, gid_t gid) {
+        WireHeader mh = {
+                .size = WIRE_HEADER_SIZE + WIRE_META_MESSAGE + f->body->len,
+                .version = WIRE_VERSION,
+                .kind = WIRE_MESSAGE,
+                .flags = flags,
+                .type = type,
+                .payload_len = (uint32_t)(f->body->len - f->name_len),
+                .topic_len = (uint16_t)f->name_len,
+                .n_fds = n_fds,
+                .meta_len = WIRE_META_MESSAGE,
+        };
+        WireDelivery d = {
+                .sender_pid = (uint32_t)pid,
+                .sender_uid = (uint32_t)uid,
+                .sender_gid = (uint32_t)gid,
+                .seq = ++f->topic->seq,
+                .bulk_size = bulk_size,
+        };
+
+        f->topic->n_published++;
+        b->stats.msgs_in++;
+        wire_header_encode(f->hdr, &mh);
+        wire_delivery_encode(f->hdr + WIRE_HEADER_SIZE, &d);
+        router_match(b->router, f->name, f->name_len, type, deliver, deliver_group, f);
+}
+
+int protocol_publish_internal(Broker *b, const char *topic, uint32_t type, const void *payload,
+                              size_t len, bool retained) {
+        size_t tlen = strlen(topic);
+        Fanout f;
+        int r;
+
+        f.topic = router_topic(b->router, topic, tlen, true, SIZE_MAX, &r);
+        if (!f.topic)
+                return r;
+        f.body = body_new(tlen + len);
+        if (!f.body)
+                return -ENOMEM;
+        memcpy(f.body->data, topic, tlen);
+        memcpy(f.body->data + tlen, payload, len);
+        f.from = NULL;
+        f.policy = OVERFLOW_DROP_NEW;
+        f.name = (const char *)f.body->data;
+        f.name_len = tlen;
+        route_message(b, &f, type, 0, 0, 0, getpid(), geteuid(), getegid());
+        r = retained ? retain(b, f.topic, f.body, f.hdr, false) : 0;
+        body_unref(f.body);
+        return r;
+}
+
 /* Takes ownership of @fds (h->n_fds of them). */
 static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *meta,
                           const char *topic, const int *fds) {
         const ConfigTopicRule *rule;
         Broker *b = c->broker;
         uint64_t bulk_size = 0;
-        WireDelivery d;
-        WireHeader mh;
         TopicCheck tc;
         Fanout f;
         int r;
@@ -500,32 +554,9 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
         f.name = (const char *)f.body->data; /* the topic, first in the body */
         f.name_len = h->topic_len;
 
-        f.topic->seq++;
-        f.topic->n_published++;
         c->stats.msgs_in++;
-        b->stats.msgs_in++;
-
-        mh = (WireHeader){
-                .size = WIRE_HEADER_SIZE + WIRE_META_MESSAGE + f.body->len,
-                .version = WIRE_VERSION,
-                .kind = WIRE_MESSAGE,
-                .flags = h->flags & WIRE_F_BULK,
-                .type = h->type,
-                .payload_len = h->payload_len,
-                .topic_len = h->topic_len,
-                .n_fds = h->n_fds,
-                .meta_len = WIRE_META_MESSAGE,
-        };
-        d = (WireDelivery){
-                .sender_pid = (uint32_t)c->pid,
-                .sender_uid = (uint32_t)c->uid,
-                .sender_gid = (uint32_t)c->gid,
-                .seq = f.topic->seq,
-                .bulk_size = bulk_size,
-        };
-        wire_header_encode(f.hdr, &mh);
-        wire_delivery_encode(f.hdr + WIRE_HEADER_SIZE, &d);
-        router_match(b->router, topic, h->topic_len, h->type, deliver, deliver_group, &f);
+        route_message(b, &f, h->type, h->flags & WIRE_F_BULK, h->n_fds, bulk_size, c->pid, c->uid,
+                      c->gid);
         if (h->flags & WIRE_F_RETAIN) {
                 /* An empty retained publish clears the topic's. */
                 bool clear = h->payload_len == 0 && h->n_fds == 0;

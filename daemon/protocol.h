@@ -8,6 +8,8 @@
  */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "connection.h"
@@ -27,3 +29,9 @@ void protocol_retained_free(void *retained);
 
 /* (Re)computes what the access rules let @s read. */
 void protocol_authorize_subscription(Connection *c, Subscription *s);
+
+/* Publishes a message of the broker's own (its $SYS topics), with the
+ * broker's credentials; kept as the topic's retained message when
+ * @retained. Returns 0 or a negative errno. */
+int protocol_publish_internal(Broker *b, const char *topic, uint32_t type, const void *payload,
+                              size_t len, bool retained);

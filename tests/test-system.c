@@ -584,3 +584,35 @@ Test(limits_system, flood_of_clients_that_never_read, .fini = cleanup, .timeout 
         close(p);
         stop_in(dir);
 }
+
+Test(config, sys_statistics_are_published, .fini = cleanup, .timeout = 30) {
+        char dir[] = "/tmp/ipcd-test-XXXXXX";
+        RawFrame f;
+        int s, i;
+
+        make_dir(dir);
+        start_with(dir, "stats_interval: 1s\n", NULL);
+        s = raw_client(&tb, "dashboard", NULL);
+        /* "#" does not reach $-topics; "$SYS/#" does. */
+        raw_subscribe(s, 1, "#", NULL, 0);
+        raw_subscribe(s, 2, "$SYS/#", NULL, 0);
+        for (i = 0; i < 2; i++) {
+                WireDelivery d;
+                cr_assert(eq(int, raw_read(s, &f, 3000), 1), "no statistics within 3 s");
+                cr_assert(eq(str, f.topic, "$SYS/broker/stats"));
+                wire_delivery_decode(f.meta, &d);
+                cr_assert(eq(u32, d.sub_id, 2));
+                cr_assert(eq(u32, d.sender_pid, (uint32_t)tb.pid));
+                cr_assert(is_true(memmem(f.payload, f.h.payload_len, "\"messages_in\":", 14) != NULL));
+                raw_frame_free(&f);
+        }
+        close(s);
+        /* Retained: a late subscriber gets the last one at once. */
+        s = raw_client(&tb, "late", NULL);
+        raw_subscribe(s, 1, "$SYS/broker/+", NULL, 0);
+        raw_expect(s, WIRE_MESSAGE, &f);
+        cr_assert(eq(u32, f.h.flags & WIRE_F_RETAIN, WIRE_F_RETAIN));
+        raw_frame_free(&f);
+        close(s);
+        stop_in(dir);
+}
