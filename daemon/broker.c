@@ -382,6 +382,7 @@ Broker *broker_free(Broker *b) {
         router_free(b->services);
         pending_pool_free(b);
         free(b->cands);
+        free(b->rcpt);
         if (b->base)
                 event_base_free(b->base);
         free(b->rbuf);

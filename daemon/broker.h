@@ -100,6 +100,9 @@ struct Broker {
         size_t n_pending;
         uint64_t next_request_id;
         uint32_t rr_requests;
+        size_t n_monitors;    /* subscriptions that see $SYS/monitor/... */
+        uint32_t *rcpt;       /* scratch: recipients of what is being routed */
+        size_t n_rcpt, cap_rcpt;
         Subscription **cands; /* scratch: a request's candidate responders */
         size_t n_cands, cap_cands;
         Listener **listeners;
@@ -164,6 +167,10 @@ void broker_drop_connection(Broker *b, Connection *c, const char *why);
 char *broker_status_json(Broker *b, size_t *ret_len);
 char *broker_clients_json(Broker *b, size_t *ret_len);
 char *broker_topics_json(Broker *b, const char *filter, size_t filter_len, size_t *ret_len);
+
+/* Subscription flag of the broker's own (above the wire's): it watches
+ * $SYS/monitor/... */
+#define SUB_F_MONITOR (1u << 31)
 
 /* The router a subscription lives in: responders serve requests apart. */
 static inline Router *broker_router_of(Broker *b, const Subscription *s) {

@@ -174,6 +174,8 @@ Connection *connection_free(Connection *c) {
         }
         pending_connection_gone(c);
         for (i = 0; i < c->n_subs; i++) {
+                if (c->subs[i]->flags & SUB_F_MONITOR)
+                        c->broker->n_monitors--;
                 router_remove(broker_router_of(c->broker, c->subs[i]), c->subs[i]);
                 subscription_free(c->subs[i]);
         }

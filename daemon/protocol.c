@@ -63,6 +63,7 @@ static int handle_hello(Connection *c, const WireHeader *h, const uint8_t *meta,
 }
 
 static void deliver_retained(Connection *c, Subscription *s);
+static bool filter_monitors(const char *filter, size_t len);
 
 static int send_ack(Connection *c, uint64_t corr) {
         return connection_send(c, WIRE_ACK, 0, 0, corr, NULL, 0, NULL, 0, NULL, 0);
@@ -213,6 +214,10 @@ static int handle_subscribe(Connection *c, const WireHeader *h, const uint8_t *m
                 goto oom;
         }
         c->subs[c->n_subs++] = s;
+        if (!(ws.flags & WIRE_SUB_F_RESPONDER) && filter_monitors(filter, h->topic_len)) {
+                s->flags |= SUB_F_MONITOR;
+                b->n_monitors++;
+        }
         r = send_ack(c, h->corr);
         if (r < 0 || (ws.flags & (WIRE_SUB_F_NO_RETAINED | WIRE_SUB_F_RESPONDER)))
                 return r;
@@ -237,6 +242,8 @@ static int handle_unsubscribe(Connection *c, const WireHeader *h, const uint8_t 
                 Subscription *s = c->subs[i];
                 if (s->id != id)
                         continue;
+                if (s->flags & SUB_F_MONITOR)
+                        c->broker->n_monitors--;
                 router_remove(broker_router_of(c->broker, s), s);
                 subscription_free(s);
                 c->subs[i] = c->subs[--c->n_subs];
@@ -252,16 +259,21 @@ typedef struct Fanout {
         RouterTopic *topic;
         const char *name;
         size_t name_len;
+        bool admin_only;  /* a $SYS/monitor event: for administrators only */
+        bool record;      /* monitors are watching: note the recipients */
         OverflowPolicy policy;
         Connection *from;
         uint8_t hdr[WIRE_HEADER_SIZE + WIRE_META_MESSAGE];
 } Fanout;
 
+static void monitor_note(Broker *b, uint32_t id);
+
 static void deliver(Subscription *s, void *userdata) {
         Connection *to = container_of(s->owner, Connection, owner);
         Fanout *f = userdata;
 
-        if (!may_read(s, f->name, f->name_len))
+        if (!may_read(s, f->name, f->name_len) ||
+            (f->admin_only && !acl_allows(to, ACL_ADMIN, NULL, 0)))
                 return;
 
         /* Everything but the subscription id is the same for every recipient. */
@@ -270,7 +282,85 @@ static void deliver(Subscription *s, void *userdata) {
                                f->from) == 0) {
                 to->stats.msgs_out++;
                 to->broker->stats.msgs_out++;
+                if (f->record)
+                        monitor_note(to->broker, to->id);
         }
+}
+
+
+#define MONITOR_PREFIX "$SYS/monitor/"
+#define MONITOR_PAYLOAD_MAX 1024
+
+/* Monitors: subscriptions that can match $SYS/monitor/...; they get an
+ * event for every message routed. Counted so that routing does nothing
+ * extra while nobody watches. */
+static bool filter_monitors(const char *filter, size_t len) {
+        return acl_filter_overlaps(filter, len, MONITOR_PREFIX "#", strlen(MONITOR_PREFIX "#"));
+}
+
+static void monitor_note(Broker *b, uint32_t id) {
+        if (b->n_rcpt == b->cap_rcpt) {
+                size_t cap = b->cap_rcpt ? b->cap_rcpt * 2 : 64;
+                uint32_t *n = realloc(b->rcpt, cap * sizeof(*n));
+                if (!n)
+                        return; /* the event will list fewer recipients */
+                b->rcpt = n;
+                b->cap_rcpt = cap;
+        }
+        b->rcpt[b->n_rcpt++] = id;
+}
+
+static void json_str(FILE *f, const char *s, size_t len) {
+        size_t i;
+        fputc('"', f);
+        for (i = 0; i < len; i++) {
+                unsigned char ch = (unsigned char)s[i];
+                if (ch == '"' || ch == '\\')
+                        fprintf(f, "\\%c", ch);
+                else if (ch < 0x20)
+                        fprintf(f, "\\u%04x", ch);
+                else
+                        fputc(ch, f);
+        }
+        fputc('"', f);
+}
+
+/* Publishes what was just routed as a $SYS/monitor/<kind> event: the
+ * sender, the recipients noted while routing, and the payload when it is
+ * short printable text. Only called while monitors exist. */
+static void monitor_event(Broker *b, const char *kind, const char *topic, size_t tlen,
+                          uint32_t type, pid_t pid, uid_t uid, uint32_t client, const uint8_t *payload,
+                          size_t plen, uint64_t bulk_size, unsigned n_fds, uint64_t seq) {
+        char evtopic[64], *json = NULL;
+        size_t len = 0, i;
+        FILE *f;
+
+        if (tlen >= strlen(MONITOR_PREFIX) && memcmp(topic, MONITOR_PREFIX, strlen(MONITOR_PREFIX)) == 0)
+                return; /* never about itself */
+        f = open_memstream(&json, &len);
+        if (!f)
+                return;
+        fprintf(f, "{\"kind\":\"%s\",\"topic\":", kind);
+        json_str(f, topic, tlen);
+        fprintf(f, ",\"type\":%u,\"sender\":{\"client\":%u,\"pid\":%d,\"uid\":%u},\"seq\":%llu"
+                   ",\"size\":%llu,\"transport\":\"%s\",\"fds\":%u,\"recipients\":[",
+                type, client, (int)pid, (unsigned)uid, (unsigned long long)seq,
+                (unsigned long long)(bulk_size ? bulk_size : plen), bulk_size ? "memfd" : "inline",
+                n_fds);
+        for (i = 0; i < b->n_rcpt; i++)
+                fprintf(f, "%s%u", i ? "," : "", b->rcpt[i]);
+        fputc(']', f);
+        if (plen > 0 && plen <= MONITOR_PAYLOAD_MAX && utf8_printable((const char *)payload, plen)) {
+                fprintf(f, ",\"payload\":");
+                json_str(f, (const char *)payload, plen);
+        }
+        fputc('}', f);
+        if (fclose(f) == 0) {
+                snprintf(evtopic, sizeof(evtopic), MONITOR_PREFIX "%s", kind);
+                protocol_publish_internal(b, evtopic, 0, json, len, false);
+        }
+        free(json);
+        b->n_rcpt = 0;
 }
 
 /* One member of a queue group gets the message: the next in turn that has
@@ -443,7 +533,15 @@ static void route_message(Broker *b, Fanout *f, uint32_t type, uint16_t flags, u
         b->stats.msgs_in++;
         wire_header_encode(f->hdr, &mh);
         wire_delivery_encode(f->hdr + WIRE_HEADER_SIZE, &d);
+        f->admin_only = f->name_len >= strlen(MONITOR_PREFIX) &&
+                        memcmp(f->name, MONITOR_PREFIX, strlen(MONITOR_PREFIX)) == 0;
+        f->record = b->n_monitors > 0 && !f->admin_only;
+        b->n_rcpt = 0;
         router_match(b->router, f->name, f->name_len, type, deliver, deliver_group, f);
+        if (f->record)
+                monitor_event(b, "publish", f->name, f->name_len, type, pid, uid,
+                              f->from ? f->from->id : 0, f->body->data + f->name_len,
+                              f->body->len - f->name_len, bulk_size, n_fds, d.seq);
 }
 
 int protocol_publish_internal(Broker *b, const char *topic, uint32_t type, const void *payload,
@@ -738,6 +836,13 @@ static int handle_request(Connection *c, const WireHeader *h, const uint8_t *met
                 b->stats.requests++;
                 c->stats.msgs_in++;
                 to->stats.msgs_out++;
+                if (b->n_monitors > 0) {
+                        b->n_rcpt = 0;
+                        monitor_note(b, to->id);
+                        monitor_event(b, "request", topic, h->topic_len, h->type, c->pid, c->uid,
+                                      c->id, body->data + h->topic_len, h->payload_len, bulk_size,
+                                      h->n_fds, 0);
+                }
         }
         body_unref(body);
         return 0;
@@ -804,16 +909,23 @@ static int handle_reply(Connection *c, const WireHeader *h, const uint8_t *meta,
         wire_delivery_encode(hdr + WIRE_HEADER_SIZE, &d);
         /* The requester asked for it: like an answer, never dropped. */
         r = connection_queue(to, hdr, sizeof(hdr), body, false);
+        if (r == 0) {
+                b->stats.replies++;
+                c->stats.msgs_in++;
+                to->stats.msgs_out++;
+                if (b->n_monitors > 0) {
+                        b->n_rcpt = 0;
+                        monitor_note(b, to->id);
+                        monitor_event(b, "reply", (const char *)body->data, p->topic_len, h->type,
+                                      c->pid, c->uid, c->id, payload, h->payload_len, bulk_size,
+                                      h->n_fds, 0);
+                }
+        }
         body_unref(body);
         pending_done(b, p);
         if (r == -ENOBUFS)
                 connection_error(to, WIRE_E_SLOW_CONSUMER, WIRE_REQUEST, mh.corr, true,
                                  "output queue full: the client does not read its replies");
-        else if (r == 0) {
-                b->stats.replies++;
-                c->stats.msgs_in++;
-                to->stats.msgs_out++;
-        }
         return 0;
 refuse:
         close_fds(fds, h->n_fds);

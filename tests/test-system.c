@@ -616,3 +616,50 @@ Test(config, sys_statistics_are_published, .fini = cleanup, .timeout = 30) {
         close(s);
         stop_in(dir);
 }
+
+static int mon_pipe[2];
+
+static void non_admin_monitor(void) {
+        int c = raw_client(&tb, "curious", NULL);
+        raw_subscribe(c, 1, "$SYS/monitor/#", NULL, 0);
+        TB_CHECK(write(mon_pipe[1], "r", 1) == 1);
+        /* The parent publishes now; a non-admin sees no monitor event. */
+        raw_expect_silence(c, 500);
+        close(c);
+}
+
+Test(acl, monitor_events_are_for_admins_only, .fini = cleanup, .timeout = 60) {
+        char dir[] = "/tmp/ipcd-test-XXXXXX";
+        const char *args[] = { "--socket-mode", "0666", NULL };
+        int status, p, admin;
+        RawFrame f;
+        pid_t pid;
+        char ready;
+
+        make_dir(dir);
+        start_with(dir, "access:\n  - users: [\"4104\"]\n    subscribe: [\"$SYS/#\"]\n", args);
+        admin = raw_client(&tb, "root-monitor", NULL);
+        raw_subscribe(admin, 1, "$SYS/monitor/#", NULL, 0);
+        cr_assert(pipe(mon_pipe) == 0);
+        pid = fork();
+        if (pid == 0) {
+                child_guard();
+                if (setresgid(4104, 4104, 4104) < 0 || setresuid(4104, 4104, 4104) < 0)
+                        _exit(99);
+                non_admin_monitor();
+                _exit(0);
+        }
+        close(mon_pipe[1]);
+        cr_assert(eq(int, (int)read(mon_pipe[0], &ready, 1), 1));
+        p = raw_client(&tb, "pub", NULL);
+        raw_publish(p, "anything", 1, "x", 1);
+        raw_expect(admin, WIRE_MESSAGE, &f); /* root sees it */
+        cr_assert(eq(str, f.topic, "$SYS/monitor/publish"));
+        raw_frame_free(&f);
+        cr_assert(waitpid(pid, &status, 0) == pid);
+        cr_assert(is_true(WIFEXITED(status) && WEXITSTATUS(status) == 0), "the non-admin saw an event");
+        close(mon_pipe[0]);
+        close(p);
+        close(admin);
+        stop_in(dir);
+}
