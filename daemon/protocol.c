@@ -535,7 +535,8 @@ static void route_message(Broker *b, Fanout *f, uint32_t type, uint16_t flags, u
         wire_delivery_encode(f->hdr + WIRE_HEADER_SIZE, &d);
         f->admin_only = f->name_len >= strlen(MONITOR_PREFIX) &&
                         memcmp(f->name, MONITOR_PREFIX, strlen(MONITOR_PREFIX)) == 0;
-        f->record = b->n_monitors > 0 && !f->admin_only;
+        /* Monitors watch the clients' traffic, not the broker's own. */
+        f->record = b->n_monitors > 0 && f->from;
         b->n_rcpt = 0;
         router_match(b->router, f->name, f->name_len, type, deliver, deliver_group, f);
         if (f->record)

@@ -17,6 +17,18 @@
 
 #include "wire.h"
 
+/* Built with AddressSanitizer: RSS figures mean nothing then. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TB_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TB_SANITIZED 1
+#endif
+#endif
+#ifndef TB_SANITIZED
+#define TB_SANITIZED 0
+#endif
+
 /*
  * Checks for the harness and for code that may run in a forked client:
  * in the test process a failure fails the test (criterion); in a forked

@@ -23,17 +23,6 @@
 #include "harness.h"
 #include "util.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 static TestBroker tb;
 
 static void start(void) {
@@ -506,7 +495,7 @@ Test(limits, subscriber_that_never_reads, .timeout = 120) {
         rss_after = tb_rss_kib(&tb);
         /* 1 MiB queue + the socket buffer is all the slow one may hold.
          * (Memory checkers change what RSS means; they check leaks instead.) */
-        if (!tb.valgrind && !SANITIZED)
+        if (!tb.valgrind && !TB_SANITIZED)
                 cr_assert(rss_after - rss_before < 16 * 1024, "broker grew by %ld KiB",
                           rss_after - rss_before);
         cr_assert(gt(i64, status_number("drops"), (int64_t)ROUNDS * PER_ROUND / 2));
