@@ -92,6 +92,16 @@ typedef struct TxFds {
         size_t n;
 } TxFds;
 
+/*
+ * Subscription ids of queue group members have the top bit set, those of
+ * ordinary subscriptions do not. A delivery names the subscription it is
+ * for; one that names a group member is for that member alone, so the bit
+ * tells even when the member is gone locally (unsubscribed while the
+ * broker was still sending to it, or its SUBSCRIBE timed out) that the
+ * delivery is for nobody else.
+ */
+#define SUB_ID_GROUPED 0x80000000u
+
 /* A local subscription. */
 typedef struct Sub {
         struct Sub *next;
@@ -139,7 +149,8 @@ struct ipcd_client {
         WireLimits rx_limits;
 
         uint64_t next_corr;
-        uint32_t next_sub_id;
+        uint32_t next_sub_id;       /* ordinary subscriptions: 1..0x7fffffff */
+        uint32_t next_group_sub_id; /* group members: 0x80000000..0xffffffff */
         uint64_t rx_frames; /* frames parsed so far */
         size_t rx_need;     /* bytes from rstart needed for the next frame */
 
@@ -766,13 +777,19 @@ static Sub *sub_find(ipcd_client *c, uint32_t id) {
         return NULL;
 }
 
-static uint32_t sub_id_next(ipcd_client *c) {
+static bool sub_id_grouped(uint32_t id) {
+        return (id & SUB_ID_GROUPED) != 0;
+}
+
+/* The next free id for an ordinary subscription or a group member, from
+ * its own half of the id space (see SUB_ID_GROUPED); 0 is never used. */
+static uint32_t sub_id_next(ipcd_client *c, bool grouped) {
+        uint32_t *next = grouped ? &c->next_group_sub_id : &c->next_sub_id;
         uint32_t id;
 
         do {
-                id = c->next_sub_id++;
-                if (c->next_sub_id == 0)
-                        c->next_sub_id = 1;
+                id = *next;
+                *next = grouped ? (id + 1) | SUB_ID_GROUPED : (id + 1) & ~SUB_ID_GROUPED;
         } while (id == 0 || sub_find(c, id));
         return id;
 }
@@ -817,11 +834,27 @@ static bool sub_matches(const Sub *s, const ipcd_msg *m) {
         return topic_filter_match(s->filter, s->filter_len, m->topic, m->topic_len);
 }
 
-static bool any_sub_matches(const ipcd_client *c, const ipcd_msg *m) {
+/*
+ * Whether delivery @m is for subscription @s. A delivery to a group member
+ * and a retained one (sent because that one subscription is new) are for
+ * the subscription they name alone. Any other is the one delivery this
+ * connection gets for the message, whichever ordinary subscription it
+ * names: it is for every ordinary subscription that matches.
+ */
+static bool sub_takes(const Sub *s, const ipcd_msg *m) {
+        if (sub_id_grouped(m->sub_id) || (m->flags & IPCD_MSG_RETAINED)) {
+                if (s->id != m->sub_id)
+                        return false;
+        } else if (sub_id_grouped(s->id))
+                return false;
+        return sub_matches(s, m);
+}
+
+static bool any_sub_takes(const ipcd_client *c, const ipcd_msg *m) {
         const Sub *s;
 
         for (s = c->subs; s; s = s->next)
-                if (sub_matches(s, m))
+                if (sub_takes(s, m))
                         return true;
         return false;
 }
@@ -832,8 +865,8 @@ static void note_async_error(ipcd_client *c, int err) {
 }
 
 /*
- * Calls the handler of every subscription that matches @tmpl, each with its
- * own ipcd_msg (a copy of @tmpl's fields, sharing its bytes) so that a
+ * Calls the handler of every subscription @tmpl is for (sub_takes()), each
+ * with its own ipcd_msg (a copy of @tmpl's fields, sharing its bytes) so that a
  * message a handler keeps has a stable subscription id. The message object
  * is reused from call to call unless the application kept it. Returns 1
  * when at least one handler ran, else 0.
@@ -849,7 +882,7 @@ static int dispatch_msg(ipcd_client *c, const ipcd_msg *tmpl) {
         for (s = c->subs; s; s = s->next) {
                 ipcd_msg *m;
 
-                if (!sub_matches(s, tmpl))
+                if (!sub_takes(s, tmpl))
                         continue;
                 m = c->slot ? c->slot : msg_new();
                 if (!m) {
@@ -995,7 +1028,7 @@ static int handle_message(ipcd_client *c, const WireHeader *h, const uint8_t *me
         };
         /* Subscriptions removed locally (while the broker did not know yet)
          * and messages for a subscription that timed out match nothing. */
-        if (!any_sub_matches(c, &tmpl))
+        if (!any_sub_takes(c, &tmpl))
                 return 0;
         if (!dispatch && c->closing)
                 return 0;
@@ -1355,6 +1388,7 @@ _public_ int ipcd_client_new(ipcd_client **ret, const char *socket_path, const c
         c->timeout_ms = DEFAULT_TIMEOUT_MS;
         c->next_corr = 1;
         c->next_sub_id = 1;
+        c->next_group_sub_id = SUB_ID_GROUPED;
         c->rx_need = WIRE_HEADER_SIZE;
         c->max_topic_len = WIRE_DEFAULT_MAX_TOPIC;
         c->max_payload = WIRE_DEFAULT_MAX_PAYLOAD;
@@ -1529,7 +1563,7 @@ static int publish(ipcd_client *c, const char *topic, uint32_t type, const void 
         int r;
 
         if (!c || !topic || (!data && size > 0) || (!fds && n_fds > 0) ||
-            (flags & ~(IPCD_PUBLISH_MORE | IPCD_PUBLISH_ACK)))
+            (flags & ~(IPCD_PUBLISH_MORE | IPCD_PUBLISH_ACK | IPCD_PUBLISH_RETAIN)))
                 return -EINVAL;
         if (c->dead)
                 return client_dead_error(c);
@@ -1635,6 +1669,7 @@ static int publish(ipcd_client *c, const char *topic, uint32_t type, const void 
         corr = c->next_corr++;
         r = tx_append(c, WIRE_PUBLISH,
                       (uint16_t)(((flags & IPCD_PUBLISH_ACK) ? WIRE_F_ACK : 0) |
+                                 ((flags & IPCD_PUBLISH_RETAIN) ? WIRE_F_RETAIN : 0) |
                                  (bulk ? WIRE_F_BULK : 0)),
                       type, corr, bulk ? meta : NULL, bulk ? sizeof(meta) : 0, topic, topic_len,
                       bulk ? NULL : data, bulk ? 0 : size, owned, n_owned);
@@ -1680,17 +1715,19 @@ _public_ int ipcd_client_set_bulk_threshold(ipcd_client *c, size_t bytes) {
         return 0;
 }
 
-_public_ int ipcd_client_subscribe(ipcd_client *c, const char *filter, const uint32_t *types,
-                                   size_t n_types, ipcd_msg_handler_t handler, void *userdata,
-                                   uint32_t *ret_id) {
-        uint8_t meta[WIRE_META_SUBSCRIBE], payload[4 * WIRE_MAX_TYPES_PER_SUB];
-        size_t filter_len, i;
+_public_ int ipcd_client_subscribe_full(ipcd_client *c, const char *filter,
+                                        const uint32_t *types, size_t n_types, const char *group,
+                                        unsigned flags, ipcd_msg_handler_t handler,
+                                        void *userdata, uint32_t *ret_id) {
+        uint8_t meta[WIRE_META_SUBSCRIBE], payload[4 * WIRE_MAX_TYPES_PER_SUB + UINT8_MAX];
+        size_t filter_len, group_len = 0, i;
         TopicCheck tc;
         Await a;
         Sub *s;
         int r;
 
-        if (!c || !filter || !handler || (!types && n_types > 0))
+        if (!c || !filter || !handler || (!types && n_types > 0) ||
+            (flags & ~IPCD_SUBSCRIBE_NO_RETAINED))
                 return -EINVAL;
         if (c->dead)
                 return client_dead_error(c);
@@ -1699,6 +1736,14 @@ _public_ int ipcd_client_subscribe(ipcd_client *c, const char *filter, const uin
         if (tc != TOPIC_OK) {
                 set_error(c, "invalid subscription filter: %s", topic_check_str(tc));
                 return -EINVAL;
+        }
+        if (group) {
+                group_len = strlen(group);
+                if (group_len == 0 || group_len > UINT8_MAX || !utf8_printable(group, group_len)) {
+                        set_error(c, "invalid queue group name: it is 1 to %d bytes of "
+                                     "printable UTF-8", UINT8_MAX);
+                        return -EINVAL;
+                }
         }
         if (n_types > c->max_types) {
                 set_error(c, "a subscription selects at most %zu message types", c->max_types);
@@ -1711,7 +1756,7 @@ _public_ int ipcd_client_subscribe(ipcd_client *c, const char *filter, const uin
                 return -ENOMEM;
         }
         *s = (Sub){
-                .id = sub_id_next(c),
+                .id = sub_id_next(c, group != NULL),
                 .handler = handler,
                 .userdata = userdata,
                 .filter_len = filter_len,
@@ -1723,18 +1768,43 @@ _public_ int ipcd_client_subscribe(ipcd_client *c, const char *filter, const uin
                 s->types[i] = types[i];
                 le32_write(payload + 4 * i, types[i]);
         }
-        wire_subscribe_encode(meta, &(WireSubscribe){ .sub_id = s->id, .n_types = (uint16_t)n_types });
+        if (group_len > 0)
+                memcpy(payload + 4 * n_types, group, group_len);
+        wire_subscribe_encode(meta, &(WireSubscribe){
+                                            .sub_id = s->id,
+                                            .n_types = (uint16_t)n_types,
+                                            .group_len = (uint8_t)group_len,
+                                            .flags = (flags & IPCD_SUBSCRIBE_NO_RETAINED)
+                                                             ? WIRE_SUB_F_NO_RETAINED
+                                                             : 0,
+                                    });
 
         a = (Await){ .corr = c->next_corr++, .want = WIRE_ACK };
         r = tx_append(c, WIRE_SUBSCRIBE, 0, 0, a.corr, meta, sizeof(meta), filter, filter_len,
-                      payload, 4 * n_types, NULL, 0);
+                      payload, 4 * n_types + group_len, NULL, 0);
         if (r >= 0)
                 r = client_request(c, &a);
+        if (r == -ETIMEDOUT && !c->dead) {
+                /* The broker may still make it: take it back, so that it
+                 * takes no share of a group's messages that nobody would
+                 * handle. Frames are handled in order, so a later
+                 * subscription given the same id is not affected. */
+                uint8_t um[WIRE_META_UNSUBSCRIBE];
+
+                le32_write(um, s->id);
+                le32_write(um + 4, 0);
+                if (tx_append(c, WIRE_UNSUBSCRIBE, 0, 0, c->next_corr++, um, sizeof(um), NULL, 0,
+                              NULL, 0, NULL, 0) >= 0)
+                        (void)tx_write(c);
+                set_error(c, "timed out waiting for the broker");
+        }
         if (r < 0) {
                 free(s);
                 return r;
         }
 
+        /* What the broker sends after its ACK is for it, retained messages
+         * first. */
         s->active_from = a.rx_index;
         if (c->subs_tail)
                 c->subs_tail->next = s;
@@ -1744,6 +1814,13 @@ _public_ int ipcd_client_subscribe(ipcd_client *c, const char *filter, const uin
         if (ret_id)
                 *ret_id = s->id;
         return 0;
+}
+
+_public_ int ipcd_client_subscribe(ipcd_client *c, const char *filter, const uint32_t *types,
+                                   size_t n_types, ipcd_msg_handler_t handler, void *userdata,
+                                   uint32_t *ret_id) {
+        return ipcd_client_subscribe_full(c, filter, types, n_types, NULL, 0, handler, userdata,
+                                          ret_id);
 }
 
 _public_ int ipcd_client_unsubscribe(ipcd_client *c, uint32_t id) {
@@ -1918,9 +1995,9 @@ _public_ size_t ipcd_client_get_max_payload(ipcd_client *c) {
         return c ? c->max_payload : 0;
 }
 
-_public_ int ipcd_client_admin(ipcd_client *c, const char *command, char **ret_json,
-                               size_t *ret_len) {
-        size_t len;
+_public_ int ipcd_client_admin_full(ipcd_client *c, const char *command, const char *arg,
+                                    char **ret_json, size_t *ret_len) {
+        size_t len, arg_len = arg ? strlen(arg) : 0;
         TopicCheck tc;
         Await a;
         int r;
@@ -1935,8 +2012,13 @@ _public_ int ipcd_client_admin(ipcd_client *c, const char *command, char **ret_j
                 set_error(c, "invalid admin command: %s", topic_check_str(tc));
                 return -EINVAL;
         }
+        if (arg_len > c->max_payload) {
+                set_error(c, "the argument of %zu bytes exceeds the broker's limit of %zu bytes",
+                          arg_len, c->max_payload);
+                return -EMSGSIZE;
+        }
         a = (Await){ .corr = c->next_corr++, .want = WIRE_ADMIN_REPLY };
-        r = tx_append(c, WIRE_ADMIN, 0, 0, a.corr, NULL, 0, command, len, NULL, 0, NULL, 0);
+        r = tx_append(c, WIRE_ADMIN, 0, 0, a.corr, NULL, 0, command, len, arg, arg_len, NULL, 0);
         if (r >= 0)
                 r = client_request(c, &a);
         if (r < 0) {
@@ -1950,4 +2032,9 @@ _public_ int ipcd_client_admin(ipcd_client *c, const char *command, char **ret_j
         else
                 free(a.payload);
         return 0;
+}
+
+_public_ int ipcd_client_admin(ipcd_client *c, const char *command, char **ret_json,
+                               size_t *ret_len) {
+        return ipcd_client_admin_full(c, command, NULL, ret_json, ret_len);
 }

@@ -29,6 +29,8 @@
 
 #include <ipcd/ipcd-client.h>
 
+#include "json.h"
+
 #define EXIT_BROKER 1
 #define EXIT_USAGE 2
 #define EXIT_CONNECT 3
@@ -286,7 +288,8 @@ static void print_base64(FILE *f, const unsigned char *s, size_t len) {
 /* ---- pub ---- */
 
 static void help_pub(void) {
-        printf("Usage: ipcctl [OPTIONS] pub TOPIC [--type N] [--fd PATH]... [DATA | - | --file PATH]\n"
+        printf("Usage: ipcctl [OPTIONS] pub TOPIC [--type N] [--retain] [--fd PATH]...\n"
+               "                                 [DATA | - | --file PATH]\n"
                "\n"
                "Publish one message on TOPIC and wait until the broker has routed it.\n"
                "DATA is the payload; '-' reads it from standard input; without DATA the\n"
@@ -294,6 +297,9 @@ static void help_pub(void) {
                "(receivers map it; nobody copies it on the way).\n"
                "\n"
                "  --type N     user message type (0..4294967295, default 0)\n"
+               "  --retain     the broker keeps it as TOPIC's retained message and gives it to\n"
+               "               every new subscription that matches TOPIC; an empty retained\n"
+               "               message clears it\n"
                "  --file PATH  the payload is the contents of PATH; a large regular file is\n"
                "               copied into a memfd by the kernel, with no copy through ipcctl\n"
                "  --fd PATH    open PATH read-only and pass the open file with the message\n"
@@ -433,9 +439,11 @@ static int cmd_pub(int argc, char **argv) {
                 { "type", required_argument, NULL, 'T' },
                 { "file", required_argument, NULL, 'F' },
                 { "fd", required_argument, NULL, 'D' },
+                { "retain", no_argument, NULL, 'R' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
+        unsigned flags = IPCD_PUBLISH_ACK;
         const char *topic, *data_arg = NULL, *file = NULL, *fd_paths[MAX_PUB_FDS];
         int fds[MAX_PUB_FDS], o, r, ret, file_fd = -1;
         Payload p = { .memfd = -1 };
@@ -458,6 +466,9 @@ static int cmd_pub(int argc, char **argv) {
                         if (n_fds == MAX_PUB_FDS)
                                 return usage_error("pub", "at most %d --fd options", MAX_PUB_FDS);
                         fd_paths[n_fds++] = optarg;
+                        break;
+                case 'R':
+                        flags |= IPCD_PUBLISH_RETAIN;
                         break;
                 case 'h':
                         help_pub();
@@ -514,10 +525,10 @@ static int cmd_pub(int argc, char **argv) {
 
         if (p.memfd >= 0)
                 r = ipcd_client_publish_memfd(c, topic, type, p.memfd, p.memfd_len, fds, n_fds,
-                                              IPCD_PUBLISH_ACK);
+                                              flags);
         else
                 r = ipcd_client_publish_fds(c, topic, type, p.data ? p.data : data_arg, p.size, fds,
-                                            n_fds, IPCD_PUBLISH_ACK);
+                                            n_fds, flags);
         ret = r < 0 ? report(c, r, "pub: cannot publish") : 0;
 out:
         ipcd_client_unref(c);
@@ -704,8 +715,7 @@ static void print_message_json(ipcd_msg *m, const char *saved) {
                ipcd_msg_get_type(m), ipcd_msg_get_seq(m), (long)ipcd_msg_get_sender_pid(m),
                (unsigned long)ipcd_msg_get_sender_uid(m),
                (unsigned long)ipcd_msg_get_sender_gid(m), size, ipcd_msg_get_subscription(m));
-        if (ipcd_msg_get_flags(m) & IPCD_MSG_RETAINED)
-                fputs(",\"retained\":true", stdout);
+        printf(",\"retained\":%s", (ipcd_msg_get_flags(m) & IPCD_MSG_RETAINED) ? "true" : "false");
         printf(",\"payload_transport\":\"%s\"", transport(m));
         print_fds_json(m);
         if (saved) {
@@ -730,6 +740,8 @@ static void print_message_human(ipcd_msg *m, const char *saved) {
                ipcd_msg_get_topic(m), ipcd_msg_get_type(m), ipcd_msg_get_seq(m),
                (long)ipcd_msg_get_sender_pid(m), (unsigned long)ipcd_msg_get_sender_uid(m), size,
                transport(m));
+        if (ipcd_msg_get_flags(m) & IPCD_MSG_RETAINED)
+                fputs(" retained", stdout);
         print_fds_human(m);
         fputs(": ", stdout);
         if (saved) {
@@ -804,22 +816,41 @@ static void on_message(ipcd_client *c, ipcd_msg *m, void *userdata) {
         st->received++;
 }
 
+/* What the broker accepts as a queue group name. */
+static bool valid_group_name(const char *s) {
+        size_t len = strlen(s), i;
+
+        if (len == 0 || len > 255 || !is_text(s, len))
+                return false;
+        for (i = 0; i < len; i++)
+                if (s[i] == '\t' || s[i] == '\n' || s[i] == '\r')
+                        return false;
+        return true;
+}
+
 static void help_sub(void) {
-        printf("Usage: ipcctl [OPTIONS] sub FILTER [--type N]... [--count N] [--timeout SECONDS]\n"
-               "                                   [--json] [--save DIR]\n"
+        printf("Usage: ipcctl [OPTIONS] sub FILTER [--type N]... [--group NAME] [--no-retained]\n"
+               "                    [--count N] [--timeout SECONDS] [--json] [--save DIR]\n"
                "\n"
                "Subscribe to FILTER ('+' matches one level, '#' the rest) and print one\n"
-               "line per message:\n"
-               "  TOPIC type=N seq=N pid=N uid=N size=N transport=T [fds=[...]]: PAYLOAD\n"
+               "line per message (wrapped here):\n"
+               "  TOPIC type=N seq=N pid=N uid=N size=N transport=T [retained] [fds=[...]]:\n"
+               "    PAYLOAD\n"
                "PAYLOAD is the text, or <N bytes binary>. T is inline, or memfd for a\n"
-               "payload that came as a sealed memfd. fds lists the file descriptors that\n"
-               "came with it, as TYPE or TYPE:PATH (file:/etc/hostname, pipe, socket, ...).\n"
+               "payload that came as a sealed memfd. retained marks a topic's retained\n"
+               "message, which the broker sends first to a new subscription. fds lists the\n"
+               "file descriptors that came with it, as TYPE or TYPE:PATH (file:/etc/hostname,\n"
+               "pipe, socket, ...).\n"
                "\n"
                "  --type N           receive only this message type (repeatable, at most 64)\n"
+               "  --group NAME       join queue group NAME: each message goes to one member\n"
+               "                     of the group only, in turn\n"
+               "  --no-retained      do not receive the retained messages first\n"
                "  --count N          exit after N messages\n"
                "  --timeout SECONDS  give up after SECONDS (exit code 4)\n"
                "  --json             one JSON object per line: topic, type, seq, sender_pid,\n"
-               "                     sender_uid, sender_gid, size, subscription,\n"
+               "                     sender_uid, sender_gid, size, subscription, retained\n"
+               "                     (true or false),\n"
                "                     payload_transport (\"inline\" or \"memfd\"), fds (a list\n"
                "                     of {\"type\":...} with \"path\" or \"name\" when known), and\n"
                "                     payload (text) or payload_base64 (anything else)\n"
@@ -838,12 +869,15 @@ static int cmd_sub(int argc, char **argv) {
                 { "timeout", required_argument, NULL, 'w' },
                 { "json", no_argument, NULL, 'j' },
                 { "save", required_argument, NULL, 'S' },
+                { "group", required_argument, NULL, 'g' },
+                { "no-retained", no_argument, NULL, 'N' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         uint32_t types[MAX_TYPES], count32;
         SubState st = { .save_dirfd = -1 };
-        const char *filter;
+        const char *filter, *group = NULL;
+        unsigned sub_flags = 0;
         ipcd_client *c = NULL;
         size_t n_types = 0;
         int timeout_ms = 0, o, r, ret, sfd = -1;
@@ -873,6 +907,15 @@ static int cmd_sub(int argc, char **argv) {
                         break;
                 case 'S':
                         st.save_dir = optarg;
+                        break;
+                case 'g':
+                        if (!valid_group_name(optarg))
+                                return usage_error("sub", "invalid --group '%s': 1 to 255 bytes of "
+                                                          "printable UTF-8", optarg);
+                        group = optarg;
+                        break;
+                case 'N':
+                        sub_flags |= IPCD_SUBSCRIBE_NO_RETAINED;
                         break;
                 case 'h':
                         help_sub();
@@ -916,8 +959,8 @@ static int cmd_sub(int argc, char **argv) {
         ret = connect_broker(&c);
         if (ret != 0)
                 goto out;
-        r = ipcd_client_subscribe(c, filter, n_types ? types : NULL, n_types, on_message, &st,
-                                  NULL);
+        r = ipcd_client_subscribe_full(c, filter, n_types ? types : NULL, n_types, group,
+                                       sub_flags, on_message, &st, NULL);
         if (r < 0) {
                 ret = report(c, r, "sub: cannot subscribe");
                 goto out;
@@ -983,351 +1026,726 @@ out:
         return ret;
 }
 
-/* ---- status ---- */
+/* ---- tables ---- */
 
-typedef struct JsonField {
-        char *key;
-        char *value; /* strings decoded; other values as written */
-} JsonField;
+/*
+ * Columns of text, each as wide as its widest cell (counted in characters),
+ * numbers right-aligned. Cells are added row by row, left to right.
+ */
+typedef struct Table {
+        size_t n_cols;
+        const char *const *headers;
+        const bool *right;
+        char **cells;
+        size_t n_cells, cap;
+        bool oom;
+} Table;
 
-static void skip_ws(const char **p) {
-        while (**p == ' ' || **p == '\t' || **p == '\n' || **p == '\r')
-                (*p)++;
+/* A copy of @s fit for one table cell: control characters and bytes that
+ * are not UTF-8 become '?'. */
+static char *cell_text(const char *s) {
+        size_t len = strlen(s), i = 0, o = 0;
+        char *out = malloc(len + 1);
+
+        if (!out)
+                return NULL;
+        while (i < len) {
+                unsigned char ch = (unsigned char)s[i];
+                size_t n = utf8_char((const unsigned char *)s + i, len - i);
+
+                if (n == 0 || ch < 0x20 || ch == 0x7f) {
+                        out[o++] = '?';
+                        i++;
+                        continue;
+                }
+                memcpy(out + o, s + i, n);
+                o += n;
+                i += n;
+        }
+        out[o] = 0;
+        return out;
 }
 
-static int hexval(char ch) {
-        if (ch >= '0' && ch <= '9')
-                return ch - '0';
-        if (ch >= 'a' && ch <= 'f')
-                return ch - 'a' + 10;
-        if (ch >= 'A' && ch <= 'F')
-                return ch - 'A' + 10;
+/* Characters in valid UTF-8 @s. */
+static size_t text_width(const char *s) {
+        size_t w = 0;
+
+        for (; *s; s++)
+                if (((unsigned char)*s & 0xc0) != 0x80)
+                        w++;
+        return w;
+}
+
+static void table_add(Table *t, const char *text) {
+        char *cell;
+
+        if (t->oom)
+                return;
+        if (t->n_cells == t->cap) {
+                size_t ncap = t->cap ? t->cap * 2 : 64;
+                char **cells = realloc(t->cells, ncap * sizeof(*cells));
+                if (!cells) {
+                        t->oom = true;
+                        return;
+                }
+                t->cells = cells;
+                t->cap = ncap;
+        }
+        cell = cell_text(text);
+        if (!cell) {
+                t->oom = true;
+                return;
+        }
+        t->cells[t->n_cells++] = cell;
+}
+
+static void table_addf(Table *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void table_addf(Table *t, const char *fmt, ...) {
+        char buf[256];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        table_add(t, buf);
+}
+
+/* Prints the header and the rows; two spaces between columns, no
+ * trailing blanks. Returns 0, or -ENOMEM when a cell was lost. */
+static int table_print(const Table *t) {
+        size_t widths[16] = { 0 }, i, col;
+
+        if (t->oom)
+                return -ENOMEM;
+        for (col = 0; col < t->n_cols; col++)
+                widths[col] = text_width(t->headers[col]);
+        for (i = 0; i < t->n_cells; i++) {
+                size_t w = text_width(t->cells[i]);
+                if (w > widths[i % t->n_cols])
+                        widths[i % t->n_cols] = w;
+        }
+        for (i = 0; i < t->n_cells + t->n_cols; i++) {
+                const char *s = i < t->n_cols ? t->headers[i] : t->cells[i - t->n_cols];
+                bool last = (i + 1) % t->n_cols == 0;
+                size_t pad;
+
+                col = i % t->n_cols;
+                pad = widths[col] - text_width(s);
+                if (t->right[col])
+                        printf("%*s%s", (int)pad, "", s);
+                else
+                        printf("%s%*s", s, last ? 0 : (int)pad, "");
+                fputs(last ? "\n" : "  ", stdout);
+        }
+        return 0;
+}
+
+static void table_free(Table *t) {
+        size_t i;
+
+        for (i = 0; i < t->n_cells; i++)
+                free(t->cells[i]);
+        free(t->cells);
+        t->cells = NULL;
+        t->n_cells = t->cap = 0;
+}
+
+/* A cell for a scalar member @key of @obj: strings and numbers as they
+ * are, booleans as yes/no, anything else (or nothing) as "-". */
+static void table_add_member(Table *t, const Json *obj, const char *key) {
+        const Json *v = json_get(obj, key);
+
+        if (v && (v->type == JSON_STRING || v->type == JSON_NUMBER))
+                table_add(t, v->text);
+        else if (v && (v->type == JSON_TRUE || v->type == JSON_FALSE))
+                table_add(t, v->type == JSON_TRUE ? "yes" : "no");
+        else
+                table_add(t, "-");
+}
+
+/* "512 B", "3.4 KiB", "12.0 MiB". */
+static void format_bytes(char *buf, size_t size, uint64_t bytes) {
+        static const char *const units[] = { "KiB", "MiB", "GiB", "TiB" };
+        double v = (double)bytes;
+        size_t u = 0;
+
+        if (bytes < 1024) {
+                snprintf(buf, size, "%" PRIu64 " B", bytes);
+                return;
+        }
+        v /= 1024;
+        while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+                v /= 1024;
+                u++;
+        }
+        snprintf(buf, size, "%.1f %s", v, units[u]);
+}
+
+/* The rows of a "per_client" or "clients" array. */
+static int print_clients_table(const Json *clients) {
+        static const char *const headers[] = { "ID",   "NAME",  "PID", "UID", "USER",   "CMD",
+                                               "SUBS", "IN",    "OUT", "DROPS", "ERRORS",
+                                               "QUEUED" };
+        static const bool right[] = { true, false, true, true,  false, false,
+                                      true, true,  true, true,  true,  false };
+        Table t = { .n_cols = 12, .headers = headers, .right = right };
+        size_t i;
+        int r;
+
+        for (i = 0; i < clients->n; i++) {
+                const Json *cl = &clients->items[i];
+                uint64_t msgs = 0, bytes = 0, fds = 0;
+                char size[32];
+
+                table_add_member(&t, cl, "id");
+                table_add_member(&t, cl, "name");
+                table_add_member(&t, cl, "pid");
+                table_add_member(&t, cl, "uid");
+                table_add_member(&t, cl, "user");
+                table_add_member(&t, cl, "command");
+                table_add_member(&t, cl, "subscriptions");
+                table_add_member(&t, cl, "messages_in");
+                table_add_member(&t, cl, "messages_out");
+                table_add_member(&t, cl, "drops");
+                table_add_member(&t, cl, "errors");
+                (void)json_u64(json_get(cl, "queued_messages"), &msgs);
+                (void)json_u64(json_get(cl, "queued_bytes"), &bytes);
+                (void)json_u64(json_get(cl, "queued_fds"), &fds);
+                format_bytes(size, sizeof(size), bytes);
+                if (msgs == 0 && bytes == 0 && fds == 0)
+                        table_add(&t, "0");
+                else if (fds == 0)
+                        table_addf(&t, "%" PRIu64 " msgs, %s", msgs, size);
+                else
+                        table_addf(&t, "%" PRIu64 " msgs, %s, %" PRIu64 " fds", msgs, size, fds);
+        }
+        r = table_print(&t);
+        table_free(&t);
+        return r;
+}
+
+/* The rows of a "per_topic" or "topics" array. */
+static int print_topics_table(const Json *topics) {
+        static const char *const headers[] = { "TOPIC", "PUBLISHED", "SEQ", "DROPPED",
+                                               "RETAINED" };
+        static const bool right[] = { false, true, true, true, false };
+        Table t = { .n_cols = 5, .headers = headers, .right = right };
+        size_t i;
+        int r;
+
+        for (i = 0; i < topics->n; i++) {
+                const Json *tp = &topics->items[i];
+
+                table_add_member(&t, tp, "topic");
+                table_add_member(&t, tp, "published");
+                table_add_member(&t, tp, "seq");
+                table_add_member(&t, tp, "dropped");
+                table_add_member(&t, tp, "retained");
+        }
+        r = table_print(&t);
+        table_free(&t);
+        return r;
+}
+
+static int print_subscriptions_table(const Json *subs) {
+        static const char *const headers[] = { "CLIENT", "ID",    "FILTER",   "GROUP",
+                                               "TYPES",  "REACH", "DELIVERED" };
+        static const bool right[] = { true, true, false, false, false, false, true };
+        Table t = { .n_cols = 7, .headers = headers, .right = right };
+        size_t i, k;
+        int r;
+
+        for (i = 0; i < subs->n; i++) {
+                const Json *s = &subs->items[i], *types = json_get_array(s, "types");
+                char buf[256];
+                size_t len = 0;
+
+                table_add_member(&t, s, "client");
+                table_add_member(&t, s, "id");
+                table_add_member(&t, s, "filter");
+                table_add_member(&t, s, "group");
+                /* "7,9", or "all" when it selects no types. */
+                buf[0] = 0;
+                for (k = 0; types && k < types->n && len < sizeof(buf) - 1; k++) {
+                        const Json *ty = &types->items[k];
+                        int n = snprintf(buf + len, sizeof(buf) - len, "%s%s", k ? "," : "",
+                                         ty->type == JSON_NUMBER ? ty->text : "?");
+                        if (n < 0 || (size_t)n >= sizeof(buf) - len) {
+                                /* Too many to show: the last ones go. */
+                                memcpy(buf + sizeof(buf) - 4, "...", 4);
+                                break;
+                        }
+                        len += (size_t)n;
+                }
+                table_add(&t, types && types->n > 0 ? buf : "all");
+                table_add_member(&t, s, "reach");
+                table_add_member(&t, s, "delivered");
+        }
+        r = table_print(&t);
+        table_free(&t);
+        return r;
+}
+
+static int print_groups_table(const Json *groups) {
+        static const char *const headers[] = { "GROUP", "MEMBERS" };
+        static const bool right[] = { false, true };
+        Table t = { .n_cols = 2, .headers = headers, .right = right };
+        size_t i;
+        int r;
+
+        for (i = 0; i < groups->n; i++) {
+                table_add_member(&t, &groups->items[i], "name");
+                table_add_member(&t, &groups->items[i], "members");
+        }
+        r = table_print(&t);
+        table_free(&t);
+        return r;
+}
+
+/* ---- admin commands ---- */
+
+/*
+ * Connects, runs admin command @command with @arg (may be NULL) and hands
+ * the broker's answer to @ret_json (malloc()ed, NUL-terminated) and
+ * @ret_len. @name is the ipcctl command, for messages. Returns 0 or an
+ * exit code, after saying why on standard error: for a refusal the
+ * broker's own words.
+ */
+static int admin_call(const char *name, const char *command, const char *arg, char **ret_json,
+                      size_t *ret_len) {
+        ipcd_client *c = NULL;
+        int r, ret;
+
+        ret = connect_broker(&c);
+        if (ret != 0)
+                return ret;
+        r = ipcd_client_admin_full(c, command, arg, ret_json, ret_len);
+        if (r == -EINVAL || r == -EACCES) {
+                /* The broker's reason says it all ("permission denied: ...",
+                 * "no client with id 7", "file:line:column: ..."). */
+                log_error("%s: %s", name, ipcd_client_last_error(c));
+                ret = EXIT_BROKER;
+        } else if (r < 0)
+                ret = report(c, r, name);
+        ipcd_client_unref(c);
+        return ret;
+}
+
+/* Parses the answer @json of @name into @ret. Returns 0 or an exit code
+ * (the answer is then shown on standard error). */
+static int admin_parse(const char *name, const char *json, size_t len, Json *ret) {
+        int r = json_parse(json, len, ret);
+
+        if (r >= 0 && ret->type != JSON_OBJECT) {
+                json_deinit(ret);
+                r = -EINVAL;
+        }
+        if (r < 0) {
+                log_error("%s: cannot read the broker's answer (%s); here it is:", name,
+                          r == -ENOMEM ? strerror(ENOMEM) : "not the JSON object expected");
+                fwrite(json, 1, len, stderr);
+                fputc('\n', stderr);
+                return EXIT_BROKER;
+        }
+        return 0;
+}
+
+/* Prints @json as it came, on one line. */
+static void print_json_answer(const char *json, size_t len) {
+        fwrite(json, 1, len, stdout);
+        if (len == 0 || json[len - 1] != '\n')
+                fputc('\n', stdout);
+}
+
+/* The options of a command that takes only --json and --help. Returns -1
+ * to go on, else an exit code. */
+static int parse_json_options(const char *name, int argc, char **argv, void (*help)(void),
+                              bool *ret_json) {
+        static const struct option options[] = {
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        int o;
+
+        while ((o = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                switch (o) {
+                case 'j':
+                        if (!ret_json)
+                                return usage_error(name, "unknown option '--json'");
+                        *ret_json = true;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case ':':
+                        return usage_error(name, "option '%s' needs a value", argv[optind - 1]);
+                default:
+                        return usage_error(name, "unknown option '%s'", bad_option(argv));
+                }
+        }
         return -1;
 }
 
-static int parse_hex4(const char *p, uint32_t *ret) {
-        uint32_t v = 0;
-        int i;
-
-        for (i = 0; i < 4; i++) {
-                int h = hexval(p[i]);
-                if (h < 0)
-                        return -EINVAL;
-                v = v << 4 | (uint32_t)h;
-        }
-        *ret = v;
-        return 0;
-}
-
-/* Appends code point @cp as UTF-8 at @out; returns the bytes written. */
-static size_t utf8_put(char *out, uint32_t cp) {
-        if (cp < 0x80) {
-                out[0] = (char)cp;
-                return 1;
-        }
-        if (cp < 0x800) {
-                out[0] = (char)(0xc0 | cp >> 6);
-                out[1] = (char)(0x80 | (cp & 0x3f));
-                return 2;
-        }
-        if (cp < 0x10000) {
-                out[0] = (char)(0xe0 | cp >> 12);
-                out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-                out[2] = (char)(0x80 | (cp & 0x3f));
-                return 3;
-        }
-        out[0] = (char)(0xf0 | cp >> 18);
-        out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-        out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        out[3] = (char)(0x80 | (cp & 0x3f));
-        return 4;
-}
-
-/* Parses the JSON string at *p (at its opening quote) into a malloc()ed
- * NUL-terminated UTF-8 string; advances *p past it. */
-static int json_string(const char **p, char **ret) {
-        const char *s = *p + 1;
-        char *out, *o;
-
-        /* The decoded string is never longer than the encoded one. */
-        out = o = malloc(strlen(s) + 1);
-        if (!out)
-                return -ENOMEM;
-        for (;;) {
-                char ch = *s++;
-                uint32_t cp, lo;
-
-                if (ch == 0 || (unsigned char)ch < 0x20)
-                        goto fail;
-                if (ch == '"')
-                        break;
-                if (ch != '\\') {
-                        *o++ = ch;
-                        continue;
-                }
-                ch = *s++;
-                switch (ch) {
-                case '"':
-                case '\\':
-                case '/':
-                        *o++ = ch;
-                        break;
-                case 'b':
-                        *o++ = '\b';
-                        break;
-                case 'f':
-                        *o++ = '\f';
-                        break;
-                case 'n':
-                        *o++ = '\n';
-                        break;
-                case 'r':
-                        *o++ = '\r';
-                        break;
-                case 't':
-                        *o++ = '\t';
-                        break;
-                case 'u':
-                        if (parse_hex4(s, &cp) < 0)
-                                goto fail;
-                        s += 4;
-                        if (cp >= 0xd800 && cp <= 0xdbff) {
-                                if (s[0] != '\\' || s[1] != 'u' || parse_hex4(s + 2, &lo) < 0 ||
-                                    lo < 0xdc00 || lo > 0xdfff)
-                                        goto fail;
-                                s += 6;
-                                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-                        } else if (cp >= 0xdc00 && cp <= 0xdfff)
-                                goto fail;
-                        if (cp == 0)
-                                goto fail; /* would end our C string */
-                        o += utf8_put(o, cp);
-                        break;
-                default:
-                        goto fail;
-                }
-        }
-        *o = 0;
-        *p = s;
-        *ret = out;
-        return 0;
-fail:
-        free(out);
-        return -EINVAL;
-}
-
-/* Copies the raw text of a non-string value at *p: a scalar up to the next
- * ',' or '}', or a nested object/array up to its matching bracket. */
-static int json_raw_value(const char **p, char **ret) {
-        const char *s = *p, *start = s;
-        int depth = 0;
-        char *v;
-
-        for (;; s++) {
-                char ch = *s;
-                if (ch == 0)
-                        return -EINVAL;
-                if (ch == '"' && depth > 0) {
-                        for (s++; *s && *s != '"'; s++)
-                                if (*s == '\\' && s[1])
-                                        s++;
-                        if (!*s)
-                                return -EINVAL;
-                        continue;
-                }
-                if (ch == '{' || ch == '[')
-                        depth++;
-                else if (ch == '}' || ch == ']') {
-                        if (depth == 0)
-                                break;
-                        if (--depth == 0) {
-                                s++;
-                                break;
-                        }
-                } else if (depth == 0 && (ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' ||
-                                          ch == '\r'))
-                        break;
-        }
-        if (s == start)
-                return -EINVAL;
-        v = strndup(start, (size_t)(s - start));
-        if (!v)
-                return -ENOMEM;
-        *p = s;
-        *ret = v;
-        return 0;
-}
-
-static void fields_free(JsonField *f, size_t n) {
-        size_t i;
-
-        for (i = 0; i < n; i++) {
-                free(f[i].key);
-                free(f[i].value);
-        }
-        free(f);
-}
-
-/* Reads a flat JSON object (nested values are kept as raw text), keeping
- * the order of its keys. */
-static int json_parse_flat(const char *json, JsonField **ret, size_t *ret_n) {
-        JsonField *f = NULL;
-        size_t n = 0, cap = 0;
-        const char *p = json;
-        int r = -EINVAL;
-
-        skip_ws(&p);
-        if (*p++ != '{')
-                goto fail;
-        skip_ws(&p);
-        if (*p == '}') {
-                p++;
-                goto done;
-        }
-        for (;;) {
-                if (n == cap) {
-                        size_t ncap = cap ? cap * 2 : 16;
-                        JsonField *nf = realloc(f, ncap * sizeof(*nf));
-                        if (!nf) {
-                                r = -ENOMEM;
-                                goto fail;
-                        }
-                        f = nf;
-                        cap = ncap;
-                }
-                f[n] = (JsonField){ 0 };
-                skip_ws(&p);
-                if (*p != '"' || (r = json_string(&p, &f[n].key)) < 0)
-                        goto fail_field;
-                skip_ws(&p);
-                if (*p++ != ':') {
-                        r = -EINVAL;
-                        goto fail_field;
-                }
-                skip_ws(&p);
-                r = *p == '"' ? json_string(&p, &f[n].value) : json_raw_value(&p, &f[n].value);
-                if (r < 0)
-                        goto fail_field;
-                n++;
-                skip_ws(&p);
-                if (*p == ',') {
-                        p++;
-                        continue;
-                }
-                if (*p++ != '}') {
-                        r = -EINVAL;
-                        goto fail;
-                }
-                break;
-        }
-done:
-        skip_ws(&p);
-        if (*p) {
-                r = -EINVAL;
-                goto fail;
-        }
-        *ret = f;
-        *ret_n = n;
-        return 0;
-fail_field:
-        free(f[n].key);
-        free(f[n].value);
-        if (r == 0)
-                r = -EINVAL;
-fail:
-        fields_free(f, n);
-        return r;
-}
+/* ---- status ---- */
 
 static void help_status(void) {
         printf("Usage: ipcctl [OPTIONS] status [--json]\n"
                "\n"
-               "Show the broker's state and counters: version, pid, uptime, socket, clients,\n"
-               "topics, subscriptions, messages and bytes in and out, drops, errors.\n"
+               "Show the broker's state and counters (version, pid, uptime, socket,\n"
+               "configuration, clients, topics, subscriptions, messages and bytes in and out,\n"
+               "drops, errors, file descriptors and queues), then a table of the clients:\n"
+               "  ID NAME PID UID USER CMD SUBS IN OUT DROPS ERRORS QUEUED\n"
+               "(IN and OUT count messages; QUEUED is what waits in the client's output queue)\n"
+               "and a table of the topics:\n"
+               "  TOPIC PUBLISHED SEQ DROPPED RETAINED\n"
+               "Each table shows at most 1000 rows; 'ipcctl clients' and 'ipcctl topics'\n"
+               "show them all.\n"
                "\n"
                "  --json     print the broker's JSON object as it is\n"
                "  -h --help  show this help\n");
 }
 
-static void print_status_table(const JsonField *f, size_t n) {
-        size_t i, width = 0;
+/* Writes scalar @v as the key table shows it. */
+static void print_scalar(const Json *v) {
+        switch (v->type) {
+        case JSON_STRING:
+        case JSON_NUMBER:
+                print_text_escaped(stdout, v->text, strlen(v->text));
+                break;
+        case JSON_TRUE:
+                fputs("true", stdout);
+                break;
+        case JSON_FALSE:
+                fputs("false", stdout);
+                break;
+        case JSON_NULL:
+                fputs("null", stdout);
+                break;
+        default:
+                fputs("...", stdout);
+                break;
+        }
+}
 
-        for (i = 0; i < n; i++)
-                if (strlen(f[i].key) > width)
-                        width = strlen(f[i].key);
-        for (i = 0; i < n; i++) {
-                printf("%s:%*s ", f[i].key, (int)(width - strlen(f[i].key)), "");
-                print_text_escaped(stdout, f[i].value, strlen(f[i].value));
-                if (strcmp(f[i].key, "uptime_sec") == 0) {
-                        uint32_t s;
-                        if (parse_u32(f[i].value, &s) == 0 && s >= 60)
-                                printf(" (%ud %02uh %02um %02us)", s / 86400, s / 3600 % 24,
-                                       s / 60 % 60, s % 60);
+/* Whether the key table shows member @v: scalars, and arrays of scalars
+ * (as a list). Tables (arrays of objects) and objects come after, or not
+ * at all; so do the notes on the tables. */
+static bool status_key_shown(const Json *v) {
+        size_t i;
+
+        if (strcmp(v->key, "per_client_truncated") == 0 ||
+            strcmp(v->key, "per_topic_truncated") == 0)
+                return false;
+        if (v->type == JSON_OBJECT)
+                return false;
+        if (v->type == JSON_ARRAY) {
+                for (i = 0; i < v->n; i++)
+                        if (v->items[i].type == JSON_ARRAY || v->items[i].type == JSON_OBJECT)
+                                return false;
+                return v->n > 0;
+        }
+        return true;
+}
+
+/* One "key: value" line per counter of the status object, with times
+ * also in a form for people. */
+static void print_status_keys(const Json *st) {
+        size_t i, k, width = 0;
+
+        for (i = 0; i < st->n; i++)
+                if (status_key_shown(&st->items[i]) && strlen(st->items[i].key) > width)
+                        width = strlen(st->items[i].key);
+        for (i = 0; i < st->n; i++) {
+                const Json *v = &st->items[i];
+                const char *key = v->key;
+                uint64_t u;
+
+                if (!status_key_shown(v))
+                        continue;
+                printf("%s:%*s ", key, (int)(width - strlen(key)), "");
+                if (v->type == JSON_ARRAY)
+                        for (k = 0; k < v->n; k++) {
+                                if (k > 0)
+                                        fputs(", ", stdout);
+                                print_scalar(&v->items[k]);
+                        }
+                else
+                        print_scalar(v);
+                if (strcmp(key, "uptime_sec") == 0 && json_u64(v, &u) && u >= 60)
+                        printf(" (%" PRIu64 "d %02uh %02um %02us)", u / 86400,
+                               (unsigned)(u / 3600 % 24), (unsigned)(u / 60 % 60),
+                               (unsigned)(u % 60));
+                if (strcmp(key, "config_loaded") == 0 && json_u64(v, &u) && u > 0 &&
+                    u <= (uint64_t)INT32_MAX * 4) {
+                        time_t t = (time_t)u;
+                        struct tm tm;
+                        char when[64];
+
+                        if (localtime_r(&t, &tm) &&
+                            strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %Z", &tm) > 0)
+                                printf(" (%s)", when);
                 }
                 fputc('\n', stdout);
         }
 }
 
 static int cmd_status(int argc, char **argv) {
-        static const struct option options[] = {
-                { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },
-                {},
-        };
-        ipcd_client *c = NULL;
-        JsonField *fields = NULL;
-        size_t len = 0, n = 0;
-        bool json = false;
+        const Json *clients, *topics;
         char *reply = NULL;
-        int o, r, ret;
+        bool json = false;
+        size_t len = 0;
+        Json st;
+        int ret, r = 0;
 
-        while ((o = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
-                switch (o) {
-                case 'j':
-                        json = true;
-                        break;
-                case 'h':
-                        help_status();
-                        return 0;
-                case ':':
-                        return usage_error("status", "option '%s' needs a value",
-                                           argv[optind - 1]);
-                default:
-                        return usage_error("status", "unknown option '%s'", bad_option(argv));
-                }
-        }
+        ret = parse_json_options("status", argc, argv, help_status, &json);
+        if (ret >= 0)
+                return ret;
         if (optind < argc)
                 return usage_error("status", "unexpected argument '%s'", argv[optind]);
 
-        ret = connect_broker(&c);
+        ret = admin_call("status", "status", NULL, &reply, &len);
         if (ret != 0)
                 return ret;
-        r = ipcd_client_admin(c, "status", &reply, &len);
-        if (r < 0) {
-                ret = report(c, r, "status");
-                ipcd_client_unref(c);
-                return ret;
-        }
-        ipcd_client_unref(c);
-
         if (json) {
-                fwrite(reply, 1, len, stdout);
-                if (len == 0 || reply[len - 1] != '\n')
-                        fputc('\n', stdout);
+                print_json_answer(reply, len);
                 free(reply);
                 return 0;
         }
-        r = strlen(reply) == len ? json_parse_flat(reply, &fields, &n) : -EINVAL;
-        if (r < 0) {
-                log_error("status: cannot read the broker's answer (%s); here it is:",
-                          strerror(-r));
-                fwrite(reply, 1, len, stderr);
-                fputc('\n', stderr);
+        ret = admin_parse("status", reply, len, &st);
+        if (ret != 0) {
                 free(reply);
+                return ret;
+        }
+        print_status_keys(&st);
+        clients = json_get_array(&st, "per_client");
+        if (clients) {
+                fputc('\n', stdout);
+                r = print_clients_table(clients);
+                if (json_is_true(json_get(&st, "per_client_truncated")))
+                        printf("(the first %zu clients; 'ipcctl clients' shows all)\n", clients->n);
+        }
+        topics = json_get_array(&st, "per_topic");
+        if (topics && r >= 0) {
+                fputc('\n', stdout);
+                if (topics->n == 0)
+                        printf("No topics yet.\n");
+                else
+                        r = print_topics_table(topics);
+                if (json_is_true(json_get(&st, "per_topic_truncated")))
+                        printf("(the first %zu topics; 'ipcctl topics' shows all)\n", topics->n);
+        }
+        json_deinit(&st);
+        free(reply);
+        if (r < 0) {
+                log_error("status: %s", strerror(-r));
                 return EXIT_BROKER;
         }
-        print_status_table(fields, n);
-        fields_free(fields, n);
+        return 0;
+}
+
+/* ---- clients ---- */
+
+static void help_clients(void) {
+        printf("Usage: ipcctl [OPTIONS] clients [--json]\n"
+               "\n"
+               "List every client connected to the broker, one row each:\n"
+               "  ID NAME PID UID USER CMD SUBS IN OUT DROPS ERRORS QUEUED\n"
+               "NAME is the name the client gave, CMD its process's command name, SUBS its\n"
+               "subscriptions, IN and OUT the messages it published and received, DROPS the\n"
+               "messages dropped because its queue was full, ERRORS the errors the broker\n"
+               "sent it, QUEUED what waits in its output queue. An admin command.\n"
+               "\n"
+               "  --json     print the broker's JSON object as it is:\n"
+               "             {\"clients\":[{\"id\":..., \"name\":..., ...}, ...]}\n"
+               "  -h --help  show this help\n");
+}
+
+static int cmd_clients(int argc, char **argv) {
+        const Json *clients = NULL;
+        char *reply = NULL;
+        bool json = false;
+        size_t len = 0;
+        Json doc;
+        int ret, r;
+
+        ret = parse_json_options("clients", argc, argv, help_clients, &json);
+        if (ret >= 0)
+                return ret;
+        if (optind < argc)
+                return usage_error("clients", "unexpected argument '%s'", argv[optind]);
+
+        ret = admin_call("clients", "clients", NULL, &reply, &len);
+        if (ret != 0)
+                return ret;
+        if (json) {
+                print_json_answer(reply, len);
+                free(reply);
+                return 0;
+        }
+        ret = admin_parse("clients", reply, len, &doc);
+        if (ret == 0 && !(clients = json_get_array(&doc, "clients"))) {
+                log_error("clients: the broker's answer has no \"clients\" list");
+                json_deinit(&doc);
+                ret = EXIT_BROKER;
+        }
+        if (ret != 0) {
+                free(reply);
+                return ret;
+        }
+        r = print_clients_table(clients);
+        json_deinit(&doc);
+        free(reply);
+        if (r < 0) {
+                log_error("clients: %s", strerror(-r));
+                return EXIT_BROKER;
+        }
+        return 0;
+}
+
+/* ---- topics ---- */
+
+static void help_topics(void) {
+        printf("Usage: ipcctl [OPTIONS] topics [FILTER] [--json]\n"
+               "\n"
+               "Show the topics that match FILTER (default '#': all but the '$' ones),\n"
+               "the subscriptions whose filters can match any of them, and the queue\n"
+               "groups, as three tables:\n"
+               "  TOPIC PUBLISHED SEQ DROPPED RETAINED\n"
+               "  CLIENT ID FILTER GROUP TYPES REACH DELIVERED\n"
+               "  GROUP MEMBERS\n"
+               "TYPES is the message types a subscription selects (all: every type); REACH\n"
+               "says whether the access rules let it receive all, part or none of what its\n"
+               "filter matches; DELIVERED counts what it received. An admin command.\n"
+               "\n"
+               "  --json     print the broker's JSON object as it is:\n"
+               "             {\"topics\":[...], \"subscriptions\":[...], \"groups\":[...]}\n"
+               "  -h --help  show this help\n");
+}
+
+static int cmd_topics(int argc, char **argv) {
+        const Json *topics, *subs, *groups;
+        const char *filter = NULL;
+        char *reply = NULL;
+        bool json = false;
+        size_t len = 0;
+        Json doc;
+        int ret, r = 0;
+
+        ret = parse_json_options("topics", argc, argv, help_topics, &json);
+        if (ret >= 0)
+                return ret;
+        if (optind < argc)
+                filter = argv[optind++];
+        if (optind < argc)
+                return usage_error("topics", "unexpected argument '%s'", argv[optind]);
+        if (filter && !*filter)
+                return usage_error("topics", "empty FILTER");
+
+        ret = admin_call("topics", "topics", filter, &reply, &len);
+        if (ret != 0)
+                return ret;
+        if (json) {
+                print_json_answer(reply, len);
+                free(reply);
+                return 0;
+        }
+        ret = admin_parse("topics", reply, len, &doc);
+        if (ret != 0) {
+                free(reply);
+                return ret;
+        }
+        topics = json_get_array(&doc, "topics");
+        subs = json_get_array(&doc, "subscriptions");
+        groups = json_get_array(&doc, "groups");
+        if (!topics || topics->n == 0)
+                printf("No topics match '%s'.\n", filter ? filter : "#");
+        else
+                r = print_topics_table(topics);
+        fputc('\n', stdout);
+        if (r >= 0 && (!subs || subs->n == 0))
+                printf("No subscriptions.\n");
+        else if (r >= 0)
+                r = print_subscriptions_table(subs);
+        fputc('\n', stdout);
+        if (r >= 0 && (!groups || groups->n == 0))
+                printf("No queue groups.\n");
+        else if (r >= 0)
+                r = print_groups_table(groups);
+        json_deinit(&doc);
+        free(reply);
+        if (r < 0) {
+                log_error("topics: %s", strerror(-r));
+                return EXIT_BROKER;
+        }
+        return 0;
+}
+
+/* ---- kick ---- */
+
+static void help_kick(void) {
+        printf("Usage: ipcctl [OPTIONS] kick CLIENT_ID\n"
+               "\n"
+               "Disconnect the client with id CLIENT_ID (the ID column of 'ipcctl clients').\n"
+               "It receives a final 'kicked' error. An admin command; an unknown id is an\n"
+               "error (exit code 1).\n"
+               "\n"
+               "  -h --help  show this help\n");
+}
+
+static int cmd_kick(int argc, char **argv) {
+        char *reply = NULL, arg[16];
+        uint32_t id;
+        size_t len = 0;
+        int ret;
+
+        ret = parse_json_options("kick", argc, argv, help_kick, NULL);
+        if (ret >= 0)
+                return ret;
+        if (optind >= argc)
+                return usage_error("kick", "missing CLIENT_ID");
+        if (parse_u32(argv[optind], &id) < 0 || id == 0)
+                return usage_error("kick", "invalid CLIENT_ID '%s'", argv[optind]);
+        if (optind + 1 < argc)
+                return usage_error("kick", "unexpected argument '%s'", argv[optind + 1]);
+
+        snprintf(arg, sizeof(arg), "%" PRIu32, id);
+        ret = admin_call("kick", "kick", arg, &reply, &len);
+        if (ret != 0)
+                return ret;
+        printf("kicked client %" PRIu32 "\n", id);
+        free(reply);
+        return 0;
+}
+
+/* ---- reload ---- */
+
+static void help_reload(void) {
+        printf("Usage: ipcctl [OPTIONS] reload\n"
+               "\n"
+               "Make the broker re-read its configuration file and apply it, without\n"
+               "dropping clients (like SIGHUP). When the file is invalid the broker keeps\n"
+               "the configuration it runs, and ipcctl prints why (file:line:column) and\n"
+               "exits with code 1. An admin command.\n"
+               "\n"
+               "  -h --help  show this help\n");
+}
+
+static int cmd_reload(int argc, char **argv) {
+        char *reply = NULL;
+        size_t len = 0;
+        int ret;
+
+        ret = parse_json_options("reload", argc, argv, help_reload, NULL);
+        if (ret >= 0)
+                return ret;
+        if (optind < argc)
+                return usage_error("reload", "unexpected argument '%s'", argv[optind]);
+
+        ret = admin_call("reload", "reload", NULL, &reply, &len);
+        if (ret != 0)
+                return ret;
+        printf("configuration reloaded\n");
         free(reply);
         return 0;
 }
@@ -1343,7 +1761,11 @@ typedef struct Command {
 static const Command commands[] = {
         { "pub", cmd_pub, "publish a message" },
         { "sub", cmd_sub, "subscribe and print messages" },
-        { "status", cmd_status, "show the broker's state and counters" },
+        { "status", cmd_status, "show the broker's state, counters, clients and topics" },
+        { "clients", cmd_clients, "list the connected clients (admin)" },
+        { "topics", cmd_topics, "show topics, subscriptions and queue groups (admin)" },
+        { "kick", cmd_kick, "disconnect a client (admin)" },
+        { "reload", cmd_reload, "re-read the broker's configuration (admin)" },
 };
 
 static void help(void) {

@@ -110,11 +110,15 @@ typedef struct ipcd_msg ipcd_msg;
 typedef void (*ipcd_msg_handler_t)(ipcd_client *c, ipcd_msg *m, void *userdata);
 
 /* ipcd_client_publish() flags. */
-#define IPCD_PUBLISH_MORE (1u << 0) /* buffer; more follows, do not write yet (like MSG_MORE) */
-#define IPCD_PUBLISH_ACK (1u << 1)  /* block until the broker has routed it; return its error */
+#define IPCD_PUBLISH_MORE (1u << 0)   /* buffer; more follows, do not write yet (like MSG_MORE) */
+#define IPCD_PUBLISH_ACK (1u << 1)    /* block until the broker has routed it; return its error */
+#define IPCD_PUBLISH_RETAIN (1u << 2) /* the broker keeps it as the topic's retained message */
+
+/* ipcd_client_subscribe_full() flags. */
+#define IPCD_SUBSCRIBE_NO_RETAINED (1u << 0) /* no retained messages on subscribing */
 
 /* ipcd_msg_get_flags() bits. */
-#define IPCD_MSG_RETAINED (1u << 0) /* a retained message delivered on subscribe (reserved) */
+#define IPCD_MSG_RETAINED (1u << 0) /* a retained message, sent first to a new subscription */
 #define IPCD_MSG_BULK (1u << 1)     /* the payload came as a sealed memfd, mapped read-only */
 
 /*
@@ -201,6 +205,16 @@ int ipcd_client_set_timeout(ipcd_client *c, int timeout_ms);
  * call blocks until the broker has routed the message and returns the
  * broker's verdict.
  *
+ * With IPCD_PUBLISH_RETAIN the message is delivered as usual and the
+ * broker also keeps it as the topic's retained message, replacing the one
+ * it kept before: every later subscription whose filter matches the topic
+ * receives it right after subscribing, with IPCD_MSG_RETAINED set. A
+ * retained publish with an empty payload (and no fds) clears the topic's
+ * retained message (subscribers still receive the empty message). The
+ * broker's topic rules may forbid retaining on a topic (-EACCES), and it
+ * keeps a bounded number and size of them in total (-ENOBUFS: the message
+ * was delivered but not retained).
+ *
  * Returns 0, or:
  *   -EINVAL      @c or @topic NULL, @data NULL with @size > 0, unknown
  *                @flags, or @topic is not a valid topic name (empty, too
@@ -218,8 +232,9 @@ int ipcd_client_set_timeout(ipcd_client *c, int timeout_ms);
  *   -ECONNRESET, -EPIPE, -EPROTO  the connection was lost during this call
  *   -ENOTCONN    the connection was lost earlier
  *   with IPCD_PUBLISH_ACK, the broker's refusal: -EACCES (permission
- *   denied, '$' topic), -ENOBUFS (a limit was reached), -EOPNOTSUPP,
- *   -EINVAL, -EMSGSIZE, -EIO (broker failure).
+ *   denied, '$' topic, retaining not allowed on the topic), -ENOBUFS (a
+ *   limit was reached; with IPCD_PUBLISH_RETAIN also: delivered but not
+ *   retained), -EOPNOTSUPP, -EINVAL, -EMSGSIZE, -EIO (broker failure).
  */
 int ipcd_client_publish(ipcd_client *c, const char *topic, uint32_t type, const void *data,
                         size_t size, unsigned flags);
@@ -307,7 +322,8 @@ int ipcd_client_set_bulk_threshold(ipcd_client *c, size_t bytes);
 
 /*
  * Subscribes to @filter (a topic name or a filter with '+' and '#'
- * wildcards) and blocks until the broker confirms it.
+ * wildcards) and blocks until the broker confirms it. The same as
+ * ipcd_client_subscribe_full() with no group and no flags.
  *
  * @types, @n_types: the message types to receive (at most 64); NULL and 0
  *               for every type. Copied.
@@ -316,13 +332,15 @@ int ipcd_client_set_bulk_threshold(ipcd_client *c, size_t bytes);
  *               ipcd_client_wait(); never from inside this call.
  * @userdata:    passed to @handler; not owned.
  * @ret_id:      receives the subscription's id (nonzero, unique among this
- *               client's subscriptions, not reused before 2^32 more
+ *               client's subscriptions, not reused before 2^31 more
  *               subscriptions); may be NULL.
  *
  * When several subscriptions of one client match a message, the broker
  * sends it once and the library calls the handler of each of them, in the
- * order they were made. A subscription sees only messages the broker
- * routed after it confirmed it.
+ * order they were made. A subscription sees the messages the broker routed
+ * after it confirmed it, preceded by the retained messages of the topics
+ * it matches (IPCD_MSG_RETAINED; those go to the new subscription only,
+ * not to older ones of the client that match them too).
  *
  * Returns 0, or:
  *   -EINVAL      @c, @filter or @handler NULL, @types NULL with
@@ -332,13 +350,41 @@ int ipcd_client_set_bulk_threshold(ipcd_client *c, size_t bytes);
  *   -ENOBUFS     the broker's subscription limit for this connection
  *   -EACCES      the broker's access rules refuse it
  *   -EOPNOTSUPP  the broker does not support what was asked
- *   -ETIMEDOUT   no answer in time (the broker may still create it; its
- *                messages are then ignored)
+ *   -ETIMEDOUT   no answer in time (should the broker still create it,
+ *                the library has asked it to remove it again right after;
+ *                meanwhile its messages are ignored)
  *   -ENOMEM, -ECONNRESET, -EPIPE, -EPROTO, -ENOTCONN as for publish.
  */
 int ipcd_client_subscribe(ipcd_client *c, const char *filter, const uint32_t *types,
                           size_t n_types, ipcd_msg_handler_t handler, void *userdata,
                           uint32_t *ret_id);
+
+/*
+ * Like ipcd_client_subscribe(), with a queue group and flags.
+ *
+ * @group:  NULL for an ordinary subscription, or the name of a queue group
+ *          to join: 1 to 255 bytes of printable UTF-8 (no control
+ *          characters). Copied. The group is the broker's, shared by every
+ *          connection that subscribes with that name: each message goes to
+ *          exactly one member of each group whose filter matches it (in
+ *          turn, among the members whose queue has room), and, as always,
+ *          to every ordinary subscription. So a client that has both an
+ *          ordinary subscription and a group member matching a message
+ *          receives it twice: once for each.
+ * @flags:  0, or IPCD_SUBSCRIBE_NO_RETAINED: no retained messages when the
+ *          subscription starts.
+ *
+ * Delivery to a group member: the message's handler is the member's only
+ * (no other subscription of this client is called for that delivery),
+ * and ipcd_msg_get_subscription() is its id. Ids of grouped subscriptions
+ * have the top bit set (0x80000000 and above), ordinary ones do not.
+ *
+ * Returns what ipcd_client_subscribe() returns; -EINVAL also for an
+ * invalid @group or unknown @flags.
+ */
+int ipcd_client_subscribe_full(ipcd_client *c, const char *filter, const uint32_t *types,
+                               size_t n_types, const char *group, unsigned flags,
+                               ipcd_msg_handler_t handler, void *userdata, uint32_t *ret_id);
 
 /*
  * Removes subscription @id and blocks until the broker confirms it. The
@@ -441,20 +487,45 @@ uint32_t ipcd_client_get_id(ipcd_client *c);
 size_t ipcd_client_get_max_payload(ipcd_client *c);
 
 /*
- * Runs the broker administration command @command ("status") and blocks
- * for the answer, a JSON document.
+ * Runs the broker administration command @command without an argument and
+ * blocks for the answer, a JSON document: ipcd_client_admin_full() with
+ * @arg NULL.
+ */
+int ipcd_client_admin(ipcd_client *c, const char *command, char **ret_json, size_t *ret_len);
+
+/*
+ * Runs the broker administration command @command with the argument @arg
+ * and blocks for the answer, a JSON object. The commands (ipcctl(1) shows
+ * them; docs/PROTOCOL.md describes each answer):
+ *   "status"   anyone: counters, and tables of clients and topics
+ *   "clients"  admin: every connection
+ *   "topics"   admin: @arg is a filter ("#" when NULL or ""): the topics
+ *              it matches, the subscriptions and queue groups
+ *   "kick"     admin: @arg is a client id in decimal; the broker
+ *              disconnects that client (its calls fail with -ECONNRESET)
+ *   "reload"   admin: re-read the configuration file
+ * "Admin" means root, the broker's own user, or a user an access rule
+ * makes an administrator.
  *
+ * @arg:      NUL-terminated argument text; NULL or "" for none. Not kept.
  * @ret_json: receives the answer, malloc()ed and NUL-terminated; the
  *            caller frees it. May be NULL to discard it.
  * @ret_len:  receives its length without the NUL; may be NULL.
  *
  * Returns 0, or:
- *   -EINVAL     @c or @command NULL or empty or invalid, or the broker does
- *               not know the command (reason in ipcd_client_last_error())
- *   -EACCES     the broker's access rules refuse it
+ *   -EINVAL     @c or @command NULL, or @command empty or invalid; or the
+ *               broker refused the command or its argument: unknown
+ *               command, no client with that id, invalid filter, or (for
+ *               "reload") an invalid configuration file, which the broker
+ *               does not apply. The broker's reason is in
+ *               ipcd_client_last_error() ("file:line:column: ..." for a
+ *               configuration error).
+ *   -EMSGSIZE   @arg is longer than ipcd_client_get_max_payload()
+ *   -EACCES     an admin command and this client's user is no admin
  *   -ETIMEDOUT, -ENOMEM, -ECONNRESET, -EPIPE, -EPROTO, -ENOTCONN.
  */
-int ipcd_client_admin(ipcd_client *c, const char *command, char **ret_json, size_t *ret_len);
+int ipcd_client_admin_full(ipcd_client *c, const char *command, const char *arg, char **ret_json,
+                           size_t *ret_len);
 
 /*
  * Takes a reference to @m. Inside a handler, the first reference copies
