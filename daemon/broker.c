@@ -550,11 +550,12 @@ int broker_run(Broker *b) {
         return 0;
 }
 
-/* Appends @s to @buf as a JSON string. */
-static void json_string(FILE *f, const char *s) {
+void broker_json_string_n(FILE *f, const char *s, size_t len) {
+        size_t i;
+
         fputc('"', f);
-        for (; *s; s++) {
-                unsigned char ch = (unsigned char)*s;
+        for (i = 0; i < len; i++) {
+                unsigned char ch = (unsigned char)s[i];
                 if (ch == '"' || ch == '\\')
                         fprintf(f, "\\%c", ch);
                 else if (ch < 0x20)
@@ -563,6 +564,10 @@ static void json_string(FILE *f, const char *s) {
                         fputc(ch, f);
         }
         fputc('"', f);
+}
+
+static void json_string(FILE *f, const char *s) {
+        broker_json_string_n(f, s, strlen(s));
 }
 
 /* Rows of the per-client and per-topic tables in status (the clients and

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -176,6 +177,9 @@ char *broker_topics_json(Broker *b, const char *filter, size_t filter_len, size_
 static inline Router *broker_router_of(Broker *b, const Subscription *s) {
         return (s->flags & WIRE_SUB_F_RESPONDER) ? b->services : b->router;
 }
+
+/* Writes @len bytes of @s (valid UTF-8) to @f as a JSON string. */
+void broker_json_string_n(FILE *f, const char *s, size_t len);
 
 /* The connection with client id @id, or NULL. */
 Connection *broker_find_connection(Broker *b, uint32_t id);

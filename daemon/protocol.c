@@ -310,20 +310,6 @@ static void monitor_note(Broker *b, uint32_t id) {
         b->rcpt[b->n_rcpt++] = id;
 }
 
-static void json_str(FILE *f, const char *s, size_t len) {
-        size_t i;
-        fputc('"', f);
-        for (i = 0; i < len; i++) {
-                unsigned char ch = (unsigned char)s[i];
-                if (ch == '"' || ch == '\\')
-                        fprintf(f, "\\%c", ch);
-                else if (ch < 0x20)
-                        fprintf(f, "\\u%04x", ch);
-                else
-                        fputc(ch, f);
-        }
-        fputc('"', f);
-}
 
 /* Publishes what was just routed as a $SYS/monitor/<kind> event: the
  * sender, the recipients noted while routing, and the payload when it is
@@ -341,7 +327,7 @@ static void monitor_event(Broker *b, const char *kind, const char *topic, size_t
         if (!f)
                 return;
         fprintf(f, "{\"kind\":\"%s\",\"topic\":", kind);
-        json_str(f, topic, tlen);
+        broker_json_string_n(f, topic, tlen);
         fprintf(f, ",\"type\":%u,\"sender\":{\"client\":%u,\"pid\":%d,\"uid\":%u},\"seq\":%llu"
                    ",\"size\":%llu,\"transport\":\"%s\",\"fds\":%u,\"recipients\":[",
                 type, client, (int)pid, (unsigned)uid, (unsigned long long)seq,
@@ -352,7 +338,7 @@ static void monitor_event(Broker *b, const char *kind, const char *topic, size_t
         fputc(']', f);
         if (plen > 0 && plen <= MONITOR_PAYLOAD_MAX && utf8_printable((const char *)payload, plen)) {
                 fprintf(f, ",\"payload\":");
-                json_str(f, (const char *)payload, plen);
+                broker_json_string_n(f, (const char *)payload, plen);
         }
         fputc('}', f);
         if (fclose(f) == 0) {
