@@ -43,8 +43,16 @@ typedef struct MsgRes {
         int fds[]; /* owned; -1 once taken by the application */
 } MsgRes;
 
+/* What an ipcd_msg is. */
+typedef enum MsgKind {
+        MSG_KIND_MESSAGE = 0, /* a delivery to a subscription */
+        MSG_KIND_REQUEST,     /* a request to a responder (ipcd_client_serve()) */
+        MSG_KIND_REPLY,       /* the answer to ipcd_client_request(), or its failure */
+} MsgKind;
+
 struct ipcd_msg {
         unsigned n_ref;
+        MsgKind kind;
         uint32_t type;
         uint32_t sub_id;
         unsigned flags; /* IPCD_MSG_* */
@@ -67,7 +75,30 @@ struct ipcd_msg {
          * numbered from 1), to tell it from subscriptions made later. */
         uint64_t rx_index;
         ipcd_msg *next; /* in the client's queue of buffered messages */
+
+        /* MSG_KIND_REQUEST: the broker's id of the request (the REPLY's
+         * corr), and the client to reply through. The client does not own
+         * the message and the message does not own the client: while both
+         * live the message is on the client's list of live requests
+         * (req_prev/req_next); when the client is freed it sets ->client to
+         * NULL, and a later ipcd_msg_reply() fails with -ENOTCONN. */
+        uint64_t request_id;
+        uint32_t request_timeout_ms;
+        bool replied;
+        ipcd_client *client;
+        ipcd_msg *req_prev, *req_next;
+
+        /* MSG_KIND_REPLY while it waits in the client's queue: whose
+         * handler to call, and 0 or the error that ended the request (then
+         * the handler gets NULL instead of this message). */
+        ipcd_reply_handler_t reply_handler;
+        void *reply_userdata;
+        int reply_error;
 };
+
+/* Takes request @m off its client's list of live requests (client.c);
+ * called when the message is freed. */
+void client_forget_request(ipcd_msg *m);
 
 /* Allocates an empty message with one reference; NULL when out of memory. */
 ipcd_msg *msg_new(void);

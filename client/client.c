@@ -107,7 +107,9 @@ typedef struct Sub {
         struct Sub *next;
         uint32_t id;
         bool dead; /* unsubscribed during a dispatch; freed when it ends */
+        bool responder; /* ipcd_client_serve(): gets REQUESTs, never MESSAGEs */
         ipcd_msg_handler_t handler;
+        ipcd_request_handler_t req_handler;
         void *userdata;
         /* rx index of the ACK: only messages after it are for us. */
         uint64_t active_from;
@@ -127,7 +129,16 @@ typedef struct Await {
         WireWelcome welcome;
         char *payload; /* ADMIN_REPLY: malloc()ed, NUL-terminated */
         size_t payload_len;
+        ipcd_msg *reply; /* REPLY: an owned message */
 } Await;
+
+/* An ipcd_client_request() waiting for its answer (the REQUEST's corr). */
+typedef struct Req {
+        struct Req *next;
+        uint64_t corr;
+        ipcd_reply_handler_t handler;
+        void *userdata;
+} Req;
 
 struct ipcd_client {
         unsigned n_ref;
@@ -180,6 +191,8 @@ struct ipcd_client {
         char *topic_buf; /* NUL-terminated topic of the message being dispatched */
 
         Await *await;
+        Req *reqs;          /* pending ipcd_client_request()s, newest first */
+        ipcd_msg *live_reqs; /* request messages alive (see ipcd_msg.client) */
         int async_err; /* first ERROR for a fire-and-forget frame since the last sync */
         char last_error[512];
 };
@@ -842,6 +855,8 @@ static bool sub_matches(const Sub *s, const ipcd_msg *m) {
  * names: it is for every ordinary subscription that matches.
  */
 static bool sub_takes(const Sub *s, const ipcd_msg *m) {
+        if (s->responder)
+                return false;
         if (sub_id_grouped(m->sub_id) || (m->flags & IPCD_MSG_RETAINED)) {
                 if (s->id != m->sub_id)
                         return false;
@@ -908,8 +923,11 @@ static int dispatch_msg(ipcd_client *c, const ipcd_msg *tmpl) {
         return n;
 }
 
-/* Dispatches the messages that blocking calls queued. Returns how many
- * reached a handler. */
+static int dispatch_request(ipcd_client *c, ipcd_msg *m);
+static int dispatch_reply(ipcd_client *c, ipcd_msg *m);
+
+/* Dispatches the messages (and requests, and answers to requests) that
+ * blocking calls queued. Returns how many reached a handler. */
 static int dispatch_queue(ipcd_client *c) {
         ipcd_msg *m;
         int n = 0;
@@ -919,7 +937,12 @@ static int dispatch_queue(ipcd_client *c) {
                 if (!c->queue_head)
                         c->queue_tail = NULL;
                 m->next = NULL;
-                n += dispatch_msg(c, m);
+                if (m->kind == MSG_KIND_REQUEST)
+                        n += dispatch_request(c, m);
+                else if (m->kind == MSG_KIND_REPLY)
+                        n += dispatch_reply(c, m);
+                else
+                        n += dispatch_msg(c, m);
                 ipcd_msg_unref(m);
         }
         return n;
@@ -1070,8 +1093,235 @@ static int handle_message(ipcd_client *c, const WireHeader *h, const uint8_t *me
         return n;
 }
 
+/* ---- requests and replies ---- */
+
+static int answer(ipcd_client *c, Await *a, uint8_t kind);
+
+/* Puts request @m on @c's list of live requests: @m can reply through @c
+ * until either is freed. */
+static void req_msg_link(ipcd_client *c, ipcd_msg *m) {
+        m->client = c;
+        m->req_prev = NULL;
+        m->req_next = c->live_reqs;
+        if (c->live_reqs)
+                c->live_reqs->req_prev = m;
+        c->live_reqs = m;
+}
+
+void client_forget_request(ipcd_msg *m) {
+        ipcd_client *c = m->client;
+
+        if (!c)
+                return;
+        if (m->req_prev)
+                m->req_prev->req_next = m->req_next;
+        else
+                c->live_reqs = m->req_next;
+        if (m->req_next)
+                m->req_next->req_prev = m->req_prev;
+        m->client = NULL;
+        m->req_prev = m->req_next = NULL;
+}
+
+/* Takes the pending request with id @corr off the list; NULL if none. */
+static Req *req_take(ipcd_client *c, uint64_t corr) {
+        Req **p, *q;
+
+        for (p = &c->reqs; (q = *p); p = &q->next)
+                if (q->corr == corr) {
+                        *p = q->next;
+                        return q;
+                }
+        return NULL;
+}
+
+/* Calls a reply handler; the client is "dispatching" meanwhile, so that
+ * process() and wait() refuse to recurse. */
+static void call_reply_handler(ipcd_client *c, ipcd_reply_handler_t handler, void *userdata,
+                               int error, ipcd_msg *reply) {
+        c->dispatching++;
+        handler(c, error, error ? NULL : reply, userdata);
+        c->dispatching--;
+        subs_reap(c);
+}
+
+/* A queued answer: its handler, with the message or its error. Returns 1. */
+static int dispatch_reply(ipcd_client *c, ipcd_msg *m) {
+        call_reply_handler(c, m->reply_handler, m->reply_userdata, m->reply_error, m);
+        return 1;
+}
+
+/* A request for one of our responders: its handler, if the subscription
+ * the broker named still serves. Returns 1 when a handler ran. Without
+ * one the request is dropped and its requester times out. */
+static int dispatch_request(ipcd_client *c, ipcd_msg *m) {
+        Sub *s = sub_find(c, m->sub_id);
+
+        if (!s || !s->responder || m->rx_index <= s->active_from)
+                return 0;
+        c->dispatching++;
+        s->req_handler(c, m, s->userdata);
+        c->dispatching--;
+        subs_reap(c);
+        return 1;
+}
+
+/* Queues @m (one reference, owned) for the next dispatch. */
+static void queue_push(ipcd_client *c, ipcd_msg *m) {
+        if (c->queue_tail)
+                c->queue_tail->next = m;
+        else
+                c->queue_head = m;
+        c->queue_tail = m;
+}
+
+/* Ends pending request @q with @error: its handler runs now (@dispatch) or
+ * from the next dispatch. Frees @q. Returns 1 when the handler ran. */
+static int req_fail(ipcd_client *c, Req *q, int error, bool dispatch) {
+        ipcd_msg *m;
+        int n = 0;
+
+        if (dispatch) {
+                call_reply_handler(c, q->handler, q->userdata, error, NULL);
+                n = 1;
+        } else {
+                m = msg_new();
+                if (!m) {
+                        /* Cannot queue it: better late from here than never. */
+                        call_reply_handler(c, q->handler, q->userdata, error, NULL);
+                        free(q);
+                        return 1;
+                }
+                m->kind = MSG_KIND_REPLY;
+                m->reply_handler = q->handler;
+                m->reply_userdata = q->userdata;
+                m->reply_error = error;
+                queue_push(c, m);
+        }
+        free(q);
+        return n;
+}
+
+/* The connection is gone: every pending request ends with its error, from
+ * ipcd_client_process(). Returns how many handlers ran. */
+static int reqs_fail_all(ipcd_client *c) {
+        int n = 0;
+        Req *q;
+
+        while ((q = c->reqs)) {
+                c->reqs = q->next;
+                n += req_fail(c, q, c->dead ? c->dead : -ENOTCONN, true);
+        }
+        return n;
+}
+
+/*
+ * A REQUEST (for one of our responders) or a REPLY (to one of our
+ * requests, or to the blocking request @a waits for). Dispatched now
+ * (@dispatch) or queued. Takes from @fds what the message keeps; the
+ * caller closes the rest. Returns 1 when a handler ran.
+ */
+static int handle_reqrep(ipcd_client *c, const WireHeader *h, const uint8_t *meta,
+                         const char *topic, const uint8_t *payload, int *fds, bool dispatch,
+                         Await *a) {
+        bool request = h->kind == WIRE_REQUEST;
+        WireDelivery d;
+        ipcd_msg tmpl;
+        ipcd_msg *m;
+        Req *q = NULL;
+        int n = 0, r;
+
+        if (h->meta_len != (request ? WIRE_META_REQUEST_IN : WIRE_META_REPLY_IN))
+                return client_kill(c, -EPROTO, "the broker sent a %s with %u bytes of meta",
+                                   wire_kind_name(h->kind), h->meta_len);
+        wire_delivery_decode(meta, &d);
+        if (request) {
+                Sub *s = sub_find(c, d.sub_id);
+                if (!s || !s->responder || c->closing)
+                        return 0; /* no longer served: the requester times out */
+        } else if (a) {
+                r = answer(c, a, h->kind);
+                if (r < 0)
+                        return r;
+        } else {
+                q = req_take(c, h->corr);
+                if (!q)
+                        return 0; /* late: its blocking call gave up */
+        }
+        tmpl = (ipcd_msg){
+                .kind = request ? MSG_KIND_REQUEST : MSG_KIND_REPLY,
+                .type = h->type,
+                .sender_pid = (pid_t)d.sender_pid,
+                .sender_uid = (uid_t)d.sender_uid,
+                .sender_gid = (gid_t)d.sender_gid,
+                .sub_id = request ? d.sub_id : 0,
+                .topic = topic,
+                .topic_len = h->topic_len,
+                .data = payload,
+                .size = h->payload_len,
+                .rx_index = c->rx_frames,
+                .request_id = request ? h->corr : 0,
+                .request_timeout_ms = request ? le32_read(meta + WIRE_META_REPLY_IN) : 0,
+        };
+        if (h->n_fds > 0 && !message_resources(c, h, &d, topic, fds, &tmpl)) {
+                /* Dropped (reason in the last error): a requester hears. */
+                if (a) {
+                        a->err = -EBADFD;
+                        return 0;
+                }
+                return q ? req_fail(c, q, -EBADFD, dispatch) : 0;
+        }
+        m = msg_new();
+        if (m) {
+                msg_copy_from(m, &tmpl);
+                if (!dispatch || a) {
+                        if (msg_own(m) < 0)
+                                m = ipcd_msg_unref(m);
+                } else {
+                        memcpy(c->topic_buf, topic, h->topic_len);
+                        c->topic_buf[h->topic_len] = 0;
+                        m->topic = c->topic_buf;
+                }
+        }
+        tmpl.res = msg_res_unref(tmpl.res); /* m has its own reference */
+        if (!m) {
+                set_error(c, "out of memory: dropped a %s on '%.*s'", wire_kind_name(h->kind),
+                          (int)h->topic_len, topic);
+                if (a) {
+                        a->err = -ENOMEM;
+                        return 0;
+                }
+                if (q)
+                        return req_fail(c, q, -ENOMEM, dispatch);
+                note_async_error(c, -ENOMEM);
+                return 0;
+        }
+        if (request)
+                req_msg_link(c, m);
+        if (a) {
+                a->reply = m;
+                return 0;
+        }
+        if (q) {
+                m->reply_handler = q->handler;
+                m->reply_userdata = q->userdata;
+                free(q);
+        }
+        if (!dispatch) {
+                queue_push(c, m);
+                return 0;
+        }
+        c->rbuf_pinned = c->rbuf;
+        n = request ? dispatch_request(c, m) : dispatch_reply(c, m);
+        c->rbuf_pinned = NULL;
+        free(c->rbuf_retired);
+        c->rbuf_retired = NULL;
+        ipcd_msg_unref(m); /* a handler that kept it has its own copy */
+        return n;
+}
+
 static int handle_error(ipcd_client *c, const WireHeader *h, const uint8_t *meta,
-                        const uint8_t *payload, Await *a) {
+                        const uint8_t *payload, Await *a, bool dispatch) {
         uint32_t code = le32_read(meta), ref_kind = le32_read(meta + 4);
         int err = wire_error_to_errno(code);
 
@@ -1086,8 +1336,18 @@ static int handle_error(ipcd_client *c, const WireHeader *h, const uint8_t *meta
                 a->err = err;
                 a->done = true;
                 a->rx_index = c->rx_frames;
-        } else
-                note_async_error(c, err);
+        } else {
+                Req *q = ref_kind == WIRE_REQUEST ? req_take(c, h->corr) : NULL;
+                int n = 0;
+
+                if (q)
+                        n = req_fail(c, q, err, dispatch);
+                else
+                        note_async_error(c, err);
+                if (h->flags & WIRE_F_FATAL)
+                        return client_kill(c, err, NULL);
+                return n;
+        }
         if (h->flags & WIRE_F_FATAL)
                 return client_kill(c, err, NULL);
         return 0;
@@ -1156,7 +1416,7 @@ static int handle_frame(ipcd_client *c, const WireHeader *h, const uint8_t *fram
                 return 0;
 
         case WIRE_ERROR:
-                return handle_error(c, h, meta, payload, a);
+                return handle_error(c, h, meta, payload, a, dispatch);
 
         case WIRE_PING:
                 /* The broker checks we are alive; answering can wait for the
@@ -1173,7 +1433,7 @@ static int handle_frame(ipcd_client *c, const WireHeader *h, const uint8_t *fram
 
         case WIRE_REQUEST:
         case WIRE_REPLY:
-                return 0; /* reserved; this library makes no requests (fds closed) */
+                return handle_reqrep(c, h, meta, topic, payload, fds, dispatch, a);
 
         default:
                 return client_kill(c, -EPROTO, "the broker sent a %s frame, which only clients send",
@@ -1468,6 +1728,15 @@ _public_ ipcd_client *ipcd_client_unref(ipcd_client *c) {
         }
         queue_free(c);
         ipcd_msg_unref(c->slot);
+        /* Handlers are not called from here: pending requests just go. */
+        while (c->reqs) {
+                Req *q = c->reqs;
+                c->reqs = q->next;
+                free(q);
+        }
+        /* Requests the application kept can no longer reply. */
+        while (c->live_reqs)
+                client_forget_request(c->live_reqs);
         free(c->topic_buf);
         free(c->wbuf);
         free(c->rbuf);
@@ -1546,33 +1815,42 @@ static int memfd_prepare(ipcd_client *c, int memfd, uint64_t size) {
 }
 
 /*
- * What the publish calls share. The payload is either @data/@size (it goes
- * as a sealed memfd when it is above the bulk threshold or over
- * max_payload) or, when @memfd >= 0, the application's memfd of @bulk_size
- * bytes. The application keeps @memfd and @fds: dups are sent.
+ * What the publish, request and reply calls share: sends a PUBLISH, a
+ * REQUEST (with the broker deadline @req_timeout_ms, 0 for its default) or
+ * a REPLY (with @corr, the broker's request id, and no topic) frame. The
+ * payload is either @data/@size (it goes as a sealed memfd when it is
+ * above the bulk threshold or over max_payload) or, when @memfd >= 0, the
+ * application's memfd of @bulk_size bytes. The application keeps @memfd
+ * and @fds: dups are sent. *ret_corr (if not NULL) receives the frame's
+ * corr id.
  */
-static int publish(ipcd_client *c, const char *topic, uint32_t type, const void *data,
-                   size_t size, int memfd, uint64_t bulk_size, const int *fds, size_t n_fds,
-                   unsigned flags) {
+static int send_payload(ipcd_client *c, uint8_t kind, uint64_t corr, const char *topic,
+                        uint32_t type, const void *data, size_t size, int memfd,
+                        uint64_t bulk_size, const int *fds, size_t n_fds, unsigned flags,
+                        uint32_t req_timeout_ms, uint64_t *ret_corr) {
         int owned[WIRE_MAX_FDS_PER_SENDMSG];
-        uint8_t meta[WIRE_META_PUBLISH_BULK];
-        size_t topic_len, n_owned = 0, i;
+        uint8_t meta[WIRE_META_REQUEST];
+        size_t topic_len = 0, meta_len, n_owned = 0, i;
         bool bulk = memfd >= 0;
         TopicCheck tc;
-        uint64_t corr;
         int r;
 
-        if (!c || !topic || (!data && size > 0) || (!fds && n_fds > 0) ||
-            (flags & ~(IPCD_PUBLISH_MORE | IPCD_PUBLISH_ACK | IPCD_PUBLISH_RETAIN)))
+        if (!c || (kind != WIRE_REPLY && !topic) || (!data && size > 0) ||
+            (!fds && n_fds > 0) ||
+            (flags & ~(IPCD_PUBLISH_MORE | IPCD_PUBLISH_ACK | IPCD_PUBLISH_RETAIN)) ||
+            (kind != WIRE_PUBLISH && flags != 0))
                 return -EINVAL;
         if (c->dead)
                 return client_dead_error(c);
-        topic_len = strlen(topic);
-        tc = topic_name_check(topic, topic_len, c->max_topic_len);
-        if (tc != TOPIC_OK) {
-                set_error(c, "invalid topic name: %s", topic_check_str(tc));
-                return -EINVAL;
-        }
+        if (kind != WIRE_REPLY) {
+                topic_len = strlen(topic);
+                tc = topic_name_check(topic, topic_len, c->max_topic_len);
+                if (tc != TOPIC_OK) {
+                        set_error(c, "invalid topic name: %s", topic_check_str(tc));
+                        return -EINVAL;
+                }
+        } else
+                topic = NULL;
         for (i = 0; i < n_fds; i++)
                 if (fds[i] < 0) {
                         set_error(c, "file descriptor %zu is negative (%d)", i, fds[i]);
@@ -1663,18 +1941,31 @@ static int publish(ipcd_client *c, const char *topic, uint32_t type, const void 
                         close_fds(owned, n_owned);
                         return r;
                 }
-                le64_write(meta, bulk_size);
+        }
+        /* Meta: PUBLISH has the bulk size only when bulk; REQUEST the
+         * deadline, 0 and the bulk size; REPLY the bulk size. */
+        if (kind == WIRE_REQUEST) {
+                le32_write(meta, req_timeout_ms);
+                le32_write(meta + 4, 0);
+                le64_write(meta + 8, bulk ? bulk_size : 0);
+                meta_len = WIRE_META_REQUEST;
+        } else {
+                le64_write(meta, bulk ? bulk_size : 0);
+                meta_len = (kind == WIRE_REPLY || bulk) ? WIRE_META_PUBLISH_BULK : 0;
         }
 
-        corr = c->next_corr++;
-        r = tx_append(c, WIRE_PUBLISH,
+        if (kind != WIRE_REPLY)
+                corr = c->next_corr++;
+        r = tx_append(c, kind,
                       (uint16_t)(((flags & IPCD_PUBLISH_ACK) ? WIRE_F_ACK : 0) |
                                  ((flags & IPCD_PUBLISH_RETAIN) ? WIRE_F_RETAIN : 0) |
                                  (bulk ? WIRE_F_BULK : 0)),
-                      type, corr, bulk ? meta : NULL, bulk ? sizeof(meta) : 0, topic, topic_len,
+                      type, corr, meta_len ? meta : NULL, meta_len, topic, topic_len,
                       bulk ? NULL : data, bulk ? 0 : size, owned, n_owned);
         if (r < 0)
                 return r;
+        if (ret_corr)
+                *ret_corr = corr;
         if (flags & IPCD_PUBLISH_ACK) {
                 Await a = { .corr = corr, .want = WIRE_ACK };
                 return client_request(c, &a);
@@ -1689,13 +1980,15 @@ static int publish(ipcd_client *c, const char *topic, uint32_t type, const void 
 
 _public_ int ipcd_client_publish(ipcd_client *c, const char *topic, uint32_t type,
                                  const void *data, size_t size, unsigned flags) {
-        return publish(c, topic, type, data, size, -1, 0, NULL, 0, flags);
+        return send_payload(c, WIRE_PUBLISH, 0, topic, type, data, size, -1, 0, NULL, 0, flags, 0,
+                            NULL);
 }
 
 _public_ int ipcd_client_publish_fds(ipcd_client *c, const char *topic, uint32_t type,
                                      const void *data, size_t size, const int *fds,
                                      size_t n_fds, unsigned flags) {
-        return publish(c, topic, type, data, size, -1, 0, fds, n_fds, flags);
+        return send_payload(c, WIRE_PUBLISH, 0, topic, type, data, size, -1, 0, fds, n_fds, flags,
+                            0, NULL);
 }
 
 _public_ int ipcd_client_publish_memfd(ipcd_client *c, const char *topic, uint32_t type,
@@ -1705,7 +1998,8 @@ _public_ int ipcd_client_publish_memfd(ipcd_client *c, const char *topic, uint32
                 set_error(c, "the memfd is negative (%d)", memfd);
                 return -EINVAL;
         }
-        return publish(c, topic, type, NULL, 0, memfd, size, fds, n_fds, flags);
+        return send_payload(c, WIRE_PUBLISH, 0, topic, type, NULL, 0, memfd, size, fds, n_fds,
+                            flags, 0, NULL);
 }
 
 _public_ int ipcd_client_set_bulk_threshold(ipcd_client *c, size_t bytes) {
@@ -1715,10 +2009,10 @@ _public_ int ipcd_client_set_bulk_threshold(ipcd_client *c, size_t bytes) {
         return 0;
 }
 
-_public_ int ipcd_client_subscribe_full(ipcd_client *c, const char *filter,
-                                        const uint32_t *types, size_t n_types, const char *group,
-                                        unsigned flags, ipcd_msg_handler_t handler,
-                                        void *userdata, uint32_t *ret_id) {
+/* Subscribes (@handler) or serves (@req_handler, no group, no flags). */
+static int subscribe(ipcd_client *c, const char *filter, const uint32_t *types, size_t n_types,
+                     const char *group, unsigned flags, ipcd_msg_handler_t handler,
+                     ipcd_request_handler_t req_handler, void *userdata, uint32_t *ret_id) {
         uint8_t meta[WIRE_META_SUBSCRIBE], payload[4 * WIRE_MAX_TYPES_PER_SUB + UINT8_MAX];
         size_t filter_len, group_len = 0, i;
         TopicCheck tc;
@@ -1726,8 +2020,8 @@ _public_ int ipcd_client_subscribe_full(ipcd_client *c, const char *filter,
         Sub *s;
         int r;
 
-        if (!c || !filter || !handler || (!types && n_types > 0) ||
-            (flags & ~IPCD_SUBSCRIBE_NO_RETAINED))
+        if (!c || !filter || !handler == !req_handler || (!types && n_types > 0) ||
+            (flags & ~IPCD_SUBSCRIBE_NO_RETAINED) || (req_handler && (group || flags)))
                 return -EINVAL;
         if (c->dead)
                 return client_dead_error(c);
@@ -1758,6 +2052,8 @@ _public_ int ipcd_client_subscribe_full(ipcd_client *c, const char *filter,
         *s = (Sub){
                 .id = sub_id_next(c, group != NULL),
                 .handler = handler,
+                .req_handler = req_handler,
+                .responder = req_handler != NULL,
                 .userdata = userdata,
                 .filter_len = filter_len,
                 .n_types = n_types,
@@ -1774,9 +2070,10 @@ _public_ int ipcd_client_subscribe_full(ipcd_client *c, const char *filter,
                                             .sub_id = s->id,
                                             .n_types = (uint16_t)n_types,
                                             .group_len = (uint8_t)group_len,
-                                            .flags = (flags & IPCD_SUBSCRIBE_NO_RETAINED)
-                                                             ? WIRE_SUB_F_NO_RETAINED
-                                                             : 0,
+                                            .flags = (uint8_t)(((flags & IPCD_SUBSCRIBE_NO_RETAINED)
+                                                                        ? WIRE_SUB_F_NO_RETAINED
+                                                                        : 0) |
+                                                               (req_handler ? WIRE_SUB_F_RESPONDER : 0)),
                                     });
 
         a = (Await){ .corr = c->next_corr++, .want = WIRE_ACK };
@@ -1813,6 +2110,103 @@ _public_ int ipcd_client_subscribe_full(ipcd_client *c, const char *filter,
         c->subs_tail = s;
         if (ret_id)
                 *ret_id = s->id;
+        return 0;
+}
+
+_public_ int ipcd_client_subscribe_full(ipcd_client *c, const char *filter,
+                                        const uint32_t *types, size_t n_types, const char *group,
+                                        unsigned flags, ipcd_msg_handler_t handler,
+                                        void *userdata, uint32_t *ret_id) {
+        if (!handler)
+                return -EINVAL;
+        return subscribe(c, filter, types, n_types, group, flags, handler, NULL, userdata, ret_id);
+}
+
+_public_ int ipcd_client_serve(ipcd_client *c, const char *filter, const uint32_t *types,
+                               size_t n_types, ipcd_request_handler_t handler, void *userdata,
+                               uint32_t *ret_id) {
+        if (!handler)
+                return -EINVAL;
+        return subscribe(c, filter, types, n_types, NULL, 0, NULL, handler, userdata, ret_id);
+}
+
+_public_ int ipcd_client_request(ipcd_client *c, const char *topic, uint32_t type,
+                                 const void *data, size_t size, const int *fds, size_t n_fds,
+                                 int timeout_ms, ipcd_reply_handler_t handler, void *userdata) {
+        uint64_t corr = 0;
+        Req *q;
+        int r;
+
+        if (!c || !handler)
+                return -EINVAL;
+        q = malloc(sizeof(*q));
+        if (!q) {
+                set_error(c, "out of memory");
+                return -ENOMEM;
+        }
+        r = send_payload(c, WIRE_REQUEST, 0, topic, type, data, size, -1, 0, fds, n_fds, 0,
+                         timeout_ms > 0 ? (uint32_t)timeout_ms : 0, &corr);
+        if (r < 0) {
+                free(q);
+                return r;
+        }
+        *q = (Req){ .next = c->reqs, .corr = corr, .handler = handler, .userdata = userdata };
+        c->reqs = q;
+        return 0;
+}
+
+_public_ int ipcd_client_request_sync(ipcd_client *c, const char *topic, uint32_t type,
+                                      const void *data, size_t size, int timeout_ms,
+                                      ipcd_msg **ret_reply) {
+        uint64_t deadline;
+        Await a;
+        int r;
+
+        if (!c || !ret_reply)
+                return -EINVAL;
+        a = (Await){ .want = WIRE_REPLY };
+        r = send_payload(c, WIRE_REQUEST, 0, topic, type, data, size, -1, 0, NULL, 0, 0,
+                         timeout_ms > 0 ? (uint32_t)timeout_ms : 0, &a.corr);
+        if (r < 0)
+                return r;
+        /* The broker answers by its deadline; a second more for the way. */
+        if (timeout_ms > 0)
+                deadline = deadline_after(timeout_ms) + 1000;
+        else
+                deadline = c->timeout_ms < 0 ? UINT64_MAX : deadline_after(c->timeout_ms) + 1000;
+        r = client_block(c, &a, 0, deadline);
+        if (r >= 0) {
+                if (a.err < 0 && a.err == c->dead)
+                        c->dead_reported = true;
+                r = a.err;
+        }
+        if (r < 0) {
+                ipcd_msg_unref(a.reply);
+                return r;
+        }
+        if (!a.reply) {
+                set_error(c, "internal error: a reply without a message");
+                return -EIO;
+        }
+        *ret_reply = a.reply;
+        return 0;
+}
+
+_public_ int ipcd_msg_reply(ipcd_msg *request, uint32_t type, const void *data, size_t size,
+                            const int *fds, size_t n_fds) {
+        int r;
+
+        if (!request || request->kind != MSG_KIND_REQUEST)
+                return -EINVAL;
+        if (request->replied)
+                return -EALREADY;
+        if (!request->client)
+                return -ENOTCONN;
+        r = send_payload(request->client, WIRE_REPLY, request->request_id, NULL, type, data, size,
+                         -1, 0, fds, n_fds, 0, 0, NULL);
+        if (r < 0)
+                return r;
+        request->replied = true;
         return 0;
 }
 
@@ -1872,7 +2266,7 @@ _public_ int ipcd_client_process(ipcd_client *c) {
                 return -EINVAL;
         if (c->dispatching)
                 return -EBUSY;
-        if (c->dead && !c->queue_head && !rx_has_frame(c))
+        if (c->dead && !c->queue_head && !rx_has_frame(c) && !c->reqs)
                 return client_dead_error(c);
 
         /* A handler may drop the application's last reference. */
@@ -1911,6 +2305,9 @@ _public_ int ipcd_client_process(ipcd_client *c) {
                 }
                 budget -= (size_t)k < budget ? (size_t)k : budget;
         }
+        /* Requests still pending on a lost connection get their answer. */
+        if (c->dead)
+                n += reqs_fail_all(c);
         /* Answers to PINGs, and what handlers published. */
         if (!c->dead)
                 (void)tx_write(c);

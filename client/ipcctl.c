@@ -24,6 +24,7 @@
 #include <sys/sendfile.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1752,6 +1753,573 @@ static int cmd_reload(int argc, char **argv) {
 
 /* ---- main ---- */
 
+/* ---- req ---- */
+
+static void help_req(void) {
+        printf("Usage: ipcctl [OPTIONS] req TOPIC [DATA | -] [--type N] [--timeout SECONDS]\n"
+               "                    [--json]\n"
+               "\n"
+               "Send a request to the service TOPIC (with DATA, or standard input for '-',\n"
+               "or an empty payload) and print its reply's payload on standard output, as\n"
+               "raw bytes.\n"
+               "\n"
+               "  --type N           the request's message type (default 0)\n"
+               "  --timeout SECONDS  the deadline for the reply (default: the broker's,\n"
+               "                     5 s unless configured); exit code 4 when it passes\n"
+               "  --json             print the reply as one JSON object, as sub --json\n"
+               "  -h --help          show this help\n"
+               "\n"
+               "Exit codes: 0 replied, 1 no responders, responder gone or another refusal,\n"
+               "4 timed out.\n");
+}
+
+static int cmd_req(int argc, char **argv) {
+        static const struct option options[] = {
+                { "type", required_argument, NULL, 'T' },
+                { "timeout", required_argument, NULL, 'w' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        const char *topic, *data_arg = NULL;
+        char *data = NULL;
+        size_t size = 0;
+        uint32_t type = 0;
+        int timeout_ms = 0, o, r, ret;
+        bool json = false;
+        ipcd_client *c = NULL;
+        ipcd_msg *reply = NULL;
+
+        while ((o = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                switch (o) {
+                case 'T':
+                        if (parse_u32(optarg, &type) < 0)
+                                return usage_error("req", "invalid --type '%s'", optarg);
+                        break;
+                case 'w':
+                        if (parse_seconds(optarg, &timeout_ms) < 0)
+                                return usage_error("req", "invalid --timeout '%s'", optarg);
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        help_req();
+                        return 0;
+                case ':':
+                        return usage_error("req", "option '%s' needs a value", argv[optind - 1]);
+                default:
+                        return usage_error("req", "unknown option '%s'", bad_option(argv));
+                }
+        }
+        if (optind >= argc)
+                return usage_error("req", "missing TOPIC");
+        topic = argv[optind++];
+        if (optind < argc)
+                data_arg = argv[optind++];
+        if (optind < argc)
+                return usage_error("req", "unexpected argument '%s'", argv[optind]);
+
+        if (data_arg && strcmp(data_arg, "-") == 0) {
+                r = read_all(STDIN_FILENO, STDIN_MAX, &data, &size);
+                if (r < 0) {
+                        log_error("req: cannot read standard input: %s", strerror(-r));
+                        return EXIT_BROKER;
+                }
+        } else if (data_arg)
+                size = strlen(data_arg);
+
+        ret = connect_broker(&c);
+        if (ret != 0)
+                goto out;
+        r = ipcd_client_request_sync(c, topic, type, data ? data : data_arg, size, timeout_ms,
+                                     &reply);
+        switch (r) {
+        case 0:
+                break;
+        case -EHOSTUNREACH:
+                log_error("req: no responders for '%s'", topic);
+                ret = EXIT_BROKER;
+                goto out;
+        case -ETIMEDOUT:
+                log_error("req: timed out waiting for a reply from '%s'", topic);
+                ret = EXIT_TIMEOUT;
+                goto out;
+        case -ECONNABORTED:
+                log_error("req: the responder for '%s' went away (responder gone)", topic);
+                ret = EXIT_BROKER;
+                goto out;
+        default:
+                ret = report(c, r, "req: the request failed");
+                goto out;
+        }
+        if (json)
+                print_message_json(reply, NULL);
+        else {
+                size_t len;
+                const char *p = ipcd_msg_get_data(reply, &len);
+
+                if (len > 0 && fwrite(p, 1, len, stdout) != len) {
+                        log_error("req: cannot write the reply: %s", strerror(errno));
+                        ret = EXIT_BROKER;
+                        goto out;
+                }
+        }
+        if (fflush(stdout) != 0) {
+                log_error("req: cannot write the reply: %s", strerror(errno));
+                ret = EXIT_BROKER;
+        }
+out:
+        ipcd_msg_unref(reply);
+        ipcd_client_unref(c);
+        free(data);
+        return ret;
+}
+
+/* ---- serve ---- */
+
+typedef struct ServeState {
+        const char *cmd;
+        sigset_t child_mask; /* the signal mask the command starts with */
+        uint64_t served;
+        int failed; /* an exit code: stop */
+} ServeState;
+
+/*
+ * Runs @cmd with /bin/sh -c, @in (@in_len bytes) on its standard input,
+ * and collects its standard output into *ret_out (malloc()ed, the caller
+ * frees it). Returns its wait status, or a negative errno.
+ */
+static int run_exec(ServeState *st, ipcd_msg *m, const char *in, size_t in_len, char **ret_out,
+                    size_t *ret_len) {
+        int inp[2] = { -1, -1 }, outp[2] = { -1, -1 }, status, r = 0;
+        size_t done = 0, len = 0, cap = 0;
+        char *out = NULL;
+        pid_t pid;
+
+        if (pipe2(inp, O_CLOEXEC) < 0 || pipe2(outp, O_CLOEXEC) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        pid = fork();
+        if (pid < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (pid == 0) {
+                char num[32];
+
+                sigprocmask(SIG_SETMASK, &st->child_mask, NULL);
+                signal(SIGPIPE, SIG_DFL);
+                if (dup2(inp[0], STDIN_FILENO) < 0 || dup2(outp[1], STDOUT_FILENO) < 0)
+                        _exit(127);
+                setenv("IPCD_TOPIC", ipcd_msg_get_topic(m), 1);
+                snprintf(num, sizeof(num), "%" PRIu32, ipcd_msg_get_type(m));
+                setenv("IPCD_TYPE", num, 1);
+                snprintf(num, sizeof(num), "%ld", (long)ipcd_msg_get_sender_pid(m));
+                setenv("IPCD_SENDER_PID", num, 1);
+                snprintf(num, sizeof(num), "%lu", (unsigned long)ipcd_msg_get_sender_uid(m));
+                setenv("IPCD_SENDER_UID", num, 1);
+                execl("/bin/sh", "sh", "-c", st->cmd, (char *)NULL);
+                _exit(127);
+        }
+        close(inp[0]);
+        close(outp[1]);
+        inp[0] = outp[1] = -1;
+        (void)fcntl(inp[1], F_SETFL, O_NONBLOCK);
+        if (in_len == 0)
+                inp[1] = (close(inp[1]), -1);
+        /* Feed and drain at once: a command may write before reading all. */
+        while (outp[0] >= 0) {
+                struct pollfd pfd[2] = { { .fd = outp[0], .events = POLLIN },
+                                         { .fd = inp[1], .events = POLLOUT } };
+                ssize_t n;
+
+                if (poll(pfd, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                if (inp[1] >= 0 && pfd[1].revents) {
+                        n = write(inp[1], in + done, in_len - done);
+                        if (n > 0)
+                                done += (size_t)n;
+                        if ((n < 0 && errno != EAGAIN && errno != EINTR) || done == in_len)
+                                inp[1] = (close(inp[1]), -1); /* EPIPE: it read no more */
+                }
+                if (pfd[0].revents) {
+                        if (cap - len < 65536) {
+                                char *b;
+                                if (cap > STDIN_MAX) {
+                                        r = -EMSGSIZE;
+                                        break;
+                                }
+                                cap = cap ? cap * 2 : 65536;
+                                b = realloc(out, cap);
+                                if (!b) {
+                                        r = -ENOMEM;
+                                        break;
+                                }
+                                out = b;
+                        }
+                        n = read(outp[0], out + len, cap - len);
+                        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                                continue;
+                        if (n <= 0)
+                                outp[0] = (close(outp[0]), -1);
+                        else
+                                len += (size_t)n;
+                }
+        }
+        if (inp[1] >= 0)
+                close(inp[1]);
+        if (outp[0] >= 0)
+                close(outp[0]);
+        inp[1] = outp[0] = -1;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR) {
+                        status = 0;
+                        break;
+                }
+        if (r < 0)
+                goto fail;
+        *ret_out = out;
+        *ret_len = len;
+        return status;
+fail:
+        free(out);
+        if (inp[0] >= 0)
+                close(inp[0]);
+        if (inp[1] >= 0)
+                close(inp[1]);
+        if (outp[0] >= 0)
+                close(outp[0]);
+        if (outp[1] >= 0)
+                close(outp[1]);
+        return r;
+}
+
+static void on_serve_request(ipcd_client *c, ipcd_msg *m, void *userdata) {
+        ServeState *st = userdata;
+        const char *in;
+        char *out = NULL;
+        size_t in_len, out_len = 0;
+        int status, r;
+
+        (void)c;
+        if (st->failed)
+                return; /* stopping: the requester times out */
+        in = ipcd_msg_get_data(m, &in_len);
+        status = run_exec(st, m, in, in_len, &out, &out_len);
+        if (status < 0) {
+                log_error("serve: cannot run the command for a request on '%s': %s",
+                          ipcd_msg_get_topic(m), strerror(-status));
+                /* The requester still hears something: an empty reply. */
+                out_len = 0;
+        } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                if (WIFEXITED(status))
+                        log_error("serve: warning: the command exited with status %d; "
+                                  "replying with its output",
+                                  WEXITSTATUS(status));
+                else
+                        log_error("serve: warning: the command died of signal %d; replying "
+                                  "with its output",
+                                  WTERMSIG(status));
+        }
+        r = ipcd_msg_reply(m, ipcd_msg_get_type(m), out, out_len, NULL, 0);
+        if (r < 0) {
+                log_error("serve: cannot reply: %s", strerror(-r));
+                if (r != -EMSGSIZE && r != -ENOMEM)
+                        st->failed = EXIT_BROKER;
+        }
+        free(out);
+        st->served++;
+}
+
+static void help_serve(void) {
+        printf("Usage: ipcctl [OPTIONS] serve FILTER --exec COMMAND [--type N]...\n"
+               "\n"
+               "Serve requests sent to topics FILTER matches: for each, run COMMAND with\n"
+               "/bin/sh -c, the request's payload on its standard input, and reply with\n"
+               "what it writes to standard output (with the request's type). One request\n"
+               "at a time. COMMAND also finds IPCD_TOPIC, IPCD_TYPE, IPCD_SENDER_PID and\n"
+               "IPCD_SENDER_UID in its environment. When it exits with a non-zero status,\n"
+               "the reply goes anyway (with its output) and a warning is printed.\n"
+               "\n"
+               "  --exec COMMAND     the command to run (required)\n"
+               "  --type N           serve only this request type (repeatable, at most 64)\n"
+               "  -h --help          show this help\n"
+               "\n"
+               "SIGINT and SIGTERM end it with exit code 0 (after the running command).\n");
+}
+
+/* Processes @c until a signal arrives on @sfd (exit code 0), the
+ * connection is lost, or *@failed is set. */
+static int run_loop(ipcd_client *c, int sfd, const int *failed, const char *what) {
+        for (;;) {
+                struct pollfd pfd[2];
+                int r = ipcd_client_process(c);
+
+                if (r < 0)
+                        return report(c, r, what);
+                if (*failed)
+                        return *failed;
+                if (r > 0)
+                        continue;
+                pfd[0] = (struct pollfd){ .fd = ipcd_client_get_fd(c),
+                                          .events = (short)ipcd_client_get_events(c) };
+                pfd[1] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+                if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+                        return EXIT_BROKER;
+                if (pfd[1].revents)
+                        return 0;
+        }
+}
+
+/* Blocks SIGINT and SIGTERM and returns a signalfd for them (old mask in
+ * @old_mask), or -1 after an error message. */
+static int signals_setup(const char *cmd, sigset_t *old_mask) {
+        sigset_t mask;
+        int sfd;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        if (sigprocmask(SIG_BLOCK, &mask, old_mask) < 0 ||
+            (sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+                log_error("%s: cannot set up signal handling: %s", cmd, strerror(errno));
+                return -1;
+        }
+        return sfd;
+}
+
+static int cmd_serve(int argc, char **argv) {
+        static const struct option options[] = {
+                { "exec", required_argument, NULL, 'e' },
+                { "type", required_argument, NULL, 'T' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        uint32_t types[MAX_TYPES];
+        ServeState st = { 0 };
+        const char *filter;
+        ipcd_client *c = NULL;
+        size_t n_types = 0;
+        int o, r, ret, sfd;
+
+        while ((o = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                switch (o) {
+                case 'e':
+                        st.cmd = optarg;
+                        break;
+                case 'T':
+                        if (n_types == MAX_TYPES)
+                                return usage_error("serve", "at most %d --type options", MAX_TYPES);
+                        if (parse_u32(optarg, &types[n_types]) < 0)
+                                return usage_error("serve", "invalid --type '%s'", optarg);
+                        n_types++;
+                        break;
+                case 'h':
+                        help_serve();
+                        return 0;
+                case ':':
+                        return usage_error("serve", "option '%s' needs a value", argv[optind - 1]);
+                default:
+                        return usage_error("serve", "unknown option '%s'", bad_option(argv));
+                }
+        }
+        if (optind >= argc)
+                return usage_error("serve", "missing FILTER");
+        filter = argv[optind++];
+        if (optind < argc)
+                return usage_error("serve", "unexpected argument '%s'", argv[optind]);
+        if (!st.cmd)
+                return usage_error("serve", "missing --exec COMMAND");
+
+        sfd = signals_setup("serve", &st.child_mask);
+        if (sfd < 0)
+                return EXIT_BROKER;
+        /* A command that does not read its input must not kill us. */
+        signal(SIGPIPE, SIG_IGN);
+        ret = connect_broker(&c);
+        if (ret != 0)
+                goto out;
+        r = ipcd_client_serve(c, filter, n_types ? types : NULL, n_types, on_serve_request, &st,
+                              NULL);
+        if (r < 0) {
+                ret = report(c, r, "serve: cannot serve");
+                goto out;
+        }
+        ret = run_loop(c, sfd, &st.failed, "serve: connection to the broker lost");
+out:
+        ipcd_client_unref(c);
+        close(sfd);
+        return ret;
+}
+
+/* ---- monitor ---- */
+
+typedef struct MonitorState {
+        const char *filter;
+        bool json;
+        int failed;
+} MonitorState;
+
+/* Whether topic @t matches filter @f ('+' one level, '#' the rest). */
+static bool topic_matches(const char *f, const char *t) {
+        for (;;) {
+                size_t fl = strcspn(f, "/"), tl = strcspn(t, "/");
+
+                if (fl == 1 && f[0] == '#')
+                        return true;
+                if (!(fl == 1 && f[0] == '+') && (fl != tl || memcmp(f, t, fl) != 0))
+                        return false;
+                f += fl;
+                t += tl;
+                if (!*f && !*t)
+                        return true;
+                if (!*f || !*t) {
+                        /* "a/#" also matches "a" */
+                        return !*t && strcmp(f, "/#") == 0;
+                }
+                f++;
+                t++;
+        }
+}
+
+static void on_monitor_event(ipcd_client *c, ipcd_msg *m, void *userdata) {
+        MonitorState *st = userdata;
+        const Json *sender, *rcpt, *payload;
+        const char *kind, *topic;
+        uint64_t type = 0, client = 0, pid = 0, uid = 0, size = 0, id;
+        size_t len, i;
+        const char *data = ipcd_msg_get_data(m, &len);
+        char *text;
+        Json ev;
+
+        (void)c;
+        /* json_parse() wants a NUL after the text. */
+        text = malloc(len + 1);
+        if (!text) {
+                log_error("monitor: out of memory");
+                st->failed = EXIT_BROKER;
+                return;
+        }
+        memcpy(text, data, len);
+        text[len] = 0;
+        if (json_parse(text, len, &ev) < 0) {
+                log_error("monitor: the broker sent an event that is not JSON, ignoring");
+                free(text);
+                return;
+        }
+        kind = json_get_string(&ev, "kind");
+        topic = json_get_string(&ev, "topic");
+        if (!kind || !topic || !topic_matches(st->filter, topic))
+                goto done;
+        if (st->json) {
+                fwrite(text, 1, len, stdout);
+                fputc('\n', stdout);
+                goto done;
+        }
+        (void)json_u64(json_get(&ev, "type"), &type);
+        (void)json_u64(json_get(&ev, "size"), &size);
+        sender = json_get(&ev, "sender");
+        (void)json_u64(json_get(sender, "client"), &client);
+        (void)json_u64(json_get(sender, "uid"), &uid);
+        /* pid is signed in the event; a negative one stays 0 here. */
+        (void)json_u64(json_get(sender, "pid"), &pid);
+        printf("%s ", kind);
+        print_text_escaped(stdout, topic, strlen(topic));
+        printf(" type=%" PRIu64 " from client %" PRIu64 " (pid %" PRIu64 ", uid %" PRIu64 ") -> [",
+               type, client, pid, uid);
+        rcpt = json_get_array(&ev, "recipients");
+        for (i = 0; rcpt && i < rcpt->n; i++)
+                if (json_u64(&rcpt->items[i], &id))
+                        printf("%s%" PRIu64, i ? "," : "", id);
+        printf("] %" PRIu64 " bytes", size);
+        payload = json_get(&ev, "payload");
+        if (payload && payload->type == JSON_STRING) {
+                fputs(" \"", stdout);
+                print_text_escaped(stdout, payload->text, strlen(payload->text));
+                fputc('"', stdout);
+        }
+        fputc('\n', stdout);
+done:
+        fflush(stdout);
+        json_deinit(&ev);
+        free(text);
+}
+
+static void help_monitor(void) {
+        printf("Usage: ipcctl [OPTIONS] monitor [FILTER] [--json]\n"
+               "\n"
+               "Show every message the broker routes (publishes, requests and replies) whose\n"
+               "topic FILTER matches (default '#'), one line each:\n"
+               "  KIND TOPIC type=N from client ID (pid N, uid N) -> [RECIPIENTS] N bytes \"TEXT\"\n"
+               "KIND is publish, request or reply; RECIPIENTS the ids of the clients it went\n"
+               "to; TEXT the start of a text payload. Admin only: the broker refuses others.\n"
+               "\n"
+               "  --json             print each event as the broker's JSON object: kind,\n"
+               "                     topic, type, sender {client, pid, uid}, seq, size,\n"
+               "                     transport, fds, recipients, and payload (when text)\n"
+               "  -h --help          show this help\n"
+               "\n"
+               "SIGINT and SIGTERM end it with exit code 0.\n");
+}
+
+static int cmd_monitor(int argc, char **argv) {
+        static const struct option options[] = {
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        MonitorState st = { .filter = "#" };
+        ipcd_client *c = NULL;
+        sigset_t old_mask;
+        int o, r, ret, sfd;
+
+        while ((o = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
+                switch (o) {
+                case 'j':
+                        st.json = true;
+                        break;
+                case 'h':
+                        help_monitor();
+                        return 0;
+                case ':':
+                        return usage_error("monitor", "option '%s' needs a value", argv[optind - 1]);
+                default:
+                        return usage_error("monitor", "unknown option '%s'", bad_option(argv));
+                }
+        }
+        if (optind < argc)
+                st.filter = argv[optind++];
+        if (optind < argc)
+                return usage_error("monitor", "unexpected argument '%s'", argv[optind]);
+        if (!*st.filter)
+                return usage_error("monitor", "empty FILTER");
+
+        sfd = signals_setup("monitor", &old_mask);
+        if (sfd < 0)
+                return EXIT_BROKER;
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        ret = connect_broker(&c);
+        if (ret != 0)
+                goto out;
+        r = ipcd_client_subscribe_full(c, "$SYS/monitor/#", NULL, 0, NULL,
+                                       IPCD_SUBSCRIBE_NO_RETAINED, on_monitor_event, &st, NULL);
+        if (r < 0) {
+                ret = report(c, r, "monitor: cannot subscribe to the broker's events");
+                goto out;
+        }
+        ret = run_loop(c, sfd, &st.failed, "monitor: connection to the broker lost");
+out:
+        ipcd_client_unref(c);
+        close(sfd);
+        return ret;
+}
+
 typedef struct Command {
         const char *name;
         int (*run)(int argc, char **argv);
@@ -1761,6 +2329,9 @@ typedef struct Command {
 static const Command commands[] = {
         { "pub", cmd_pub, "publish a message" },
         { "sub", cmd_sub, "subscribe and print messages" },
+        { "req", cmd_req, "send a request to a service and print the reply" },
+        { "serve", cmd_serve, "answer requests with a command's output" },
+        { "monitor", cmd_monitor, "show every message the broker routes (admin)" },
         { "status", cmd_status, "show the broker's state, counters, clients and topics" },
         { "clients", cmd_clients, "list the connected clients (admin)" },
         { "topics", cmd_topics, "show topics, subscriptions and queue groups (admin)" },

@@ -89,6 +89,8 @@ int msg_own(ipcd_msg *m) {
 }
 
 void msg_reset(ipcd_msg *m) {
+        if (m->client)
+                client_forget_request(m);
         m->storage = storage_unref(m->storage);
         m->res = msg_res_unref(m->res);
         m->topic = NULL;
@@ -100,6 +102,9 @@ void msg_copy_from(ipcd_msg *dst, const ipcd_msg *src) {
         *dst = *src;
         dst->n_ref = 1;
         dst->next = NULL;
+        /* Only the one object made for a request is on the client's list. */
+        dst->client = NULL;
+        dst->req_prev = dst->req_next = NULL;
         if (dst->storage)
                 dst->storage->n_ref++;
         if (dst->res)
@@ -188,4 +193,8 @@ _public_ int ipcd_msg_take_fd(ipcd_msg *m, size_t i) {
         fd = m->res->fds[i];
         m->res->fds[i] = -1;
         return fd;
+}
+
+_public_ bool ipcd_msg_is_request(const ipcd_msg *m) {
+        return m && m->kind == MSG_KIND_REQUEST;
 }

@@ -796,7 +796,7 @@ Test(completion, commands_options_and_client_ids) {
         char line[256], want[32];
 
         complete("ipcctl ");
-        cr_assert(eq(str, run.out, "pub\nsub\nstatus\nclients\ntopics\nkick\nreload\nhelp\n"));
+        cr_assert(eq(str, run.out, "pub\nsub\nreq\nserve\nmonitor\nstatus\nclients\ntopics\nkick\nreload\nhelp\n"));
         complete("ipcctl --s");
         cr_assert(eq(str, run.out, "--socket\n"));
         complete("ipcctl -t 3 sub --");

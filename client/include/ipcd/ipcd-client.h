@@ -81,6 +81,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -526,6 +527,139 @@ int ipcd_client_admin(ipcd_client *c, const char *command, char **ret_json, size
  */
 int ipcd_client_admin_full(ipcd_client *c, const char *command, const char *arg, char **ret_json,
                            size_t *ret_len);
+
+/*
+ * Request/reply. A responder serves a topic filter (ipcd_client_serve());
+ * a requester sends a request to a topic name (ipcd_client_request() or
+ * ipcd_client_request_sync()) and gets one answer: the reply of one
+ * responder (the broker picks one in turn among all the responders whose
+ * filter and types match), or the broker's refusal. Requests and replies
+ * carry a type, a payload (a bulk memfd above the bulk threshold, as for
+ * ipcd_client_publish()) and fds, and are never delivered to ordinary
+ * subscriptions. The broker gives each request a deadline (the
+ * requester's, or its configured default, 5 s unless changed) and answers
+ * by itself when nobody can.
+ *
+ * Errors a request can end with (the handler's @error, or the return of
+ * ipcd_client_request_sync()); the broker's text is in
+ * ipcd_client_last_error():
+ *   -EHOSTUNREACH  no responders: nobody serves the topic (at once)
+ *   -ETIMEDOUT     the deadline passed without a reply (a late reply is
+ *                  dropped by the broker)
+ *   -ECONNABORTED  the responder disconnected with the request pending
+ *   -ENOBUFS       too many requests pending on this connection, or every
+ *                  responder's queue is full
+ *   -EACCES        the access rules refuse requests to the topic (or the
+ *                  topic starts with '$')
+ *   -EMSGSIZE, -EINVAL, -EBADFD, -EIO  refused as a publish would be
+ *   the error that ended the connection (-ECONNRESET, -EPIPE, -EPROTO, ...)
+ *   when it is lost with the request pending.
+ */
+
+/*
+ * An answer to ipcd_client_request(). Called exactly once per request, from
+ * ipcd_client_process() or ipcd_client_wait() (never from inside another
+ * call), unless the client is freed first (then never).
+ *
+ * @error: 0 and @reply the reply; or a negative errno (see above) and
+ *         @reply NULL.
+ * @reply: borrowed as in ipcd_msg_handler_t (ipcd_msg_ref() it to keep
+ *         it). Its topic is the request's topic, its type and payload the
+ *         responder's, its sender the responder's pid/uid/gid; its
+ *         sequence number and subscription id are 0. It owns the fds the
+ *         responder attached.
+ * The handler may do what a subscription's handler may.
+ */
+typedef void (*ipcd_reply_handler_t)(ipcd_client *c, int error, ipcd_msg *reply, void *userdata);
+
+/*
+ * A request to one of this client's services (ipcd_client_serve()). @request
+ * is borrowed as for ipcd_msg_handler_t: answer it with ipcd_msg_reply()
+ * before returning, or ipcd_msg_ref() it and reply later. Its topic is the
+ * topic the requester named, its type and payload the requester's, its
+ * sender the requester's credentials, ipcd_msg_get_subscription() the id
+ * ipcd_client_serve() returned. A request that is never answered makes the
+ * requester time out.
+ */
+typedef void (*ipcd_request_handler_t)(ipcd_client *c, ipcd_msg *request, void *userdata);
+
+/*
+ * Sends a request to @topic (a topic name) and returns at once; @handler
+ * gets the answer later (see ipcd_reply_handler_t).
+ *
+ * @type, @data, @size, @fds, @n_fds: as for ipcd_client_publish_fds() (the
+ *             data and fds are copied/duplicated; the caller keeps its own;
+ *             a payload over the bulk threshold goes as a sealed memfd).
+ * @timeout_ms: the broker's deadline for the reply; <= 0 for the broker's
+ *             default.
+ * @handler:   must not be NULL. @userdata is passed to it, not owned.
+ *
+ * Returns 0 (the handler will run), or what ipcd_client_publish_fds()
+ * returns for a payload or fds it cannot send (-EINVAL, -EMSGSIZE, -E2BIG,
+ * -EBADF, -EOPNOTSUPP, -ENOMEM, -EMFILE, -ETIMEDOUT, -ECONNRESET, -EPIPE,
+ * -EPROTO, -ENOTCONN): then the handler never runs.
+ */
+int ipcd_client_request(ipcd_client *c, const char *topic, uint32_t type, const void *data,
+                        size_t size, const int *fds, size_t n_fds, int timeout_ms,
+                        ipcd_reply_handler_t handler, void *userdata);
+
+/*
+ * Sends a request to @topic and blocks for the answer. Messages, requests
+ * and other replies that arrive meanwhile are buffered and dispatched by
+ * the next ipcd_client_process() or ipcd_client_wait(), as for every
+ * blocking call.
+ *
+ * @timeout_ms: the broker's deadline (<= 0: its default). The call waits
+ *              until the broker's answer, at most @timeout_ms plus one
+ *              second (with @timeout_ms <= 0: the client's timeout plus one
+ *              second, or forever when that is -1).
+ * @ret_reply:  receives the reply (one reference, the caller unrefs it);
+ *              must not be NULL.
+ *
+ * Returns 0, or a request error (see above), or what ipcd_client_request()
+ * returns; -ETIMEDOUT also when no answer came in time locally; -EBUSY
+ * never (it may be called from a handler).
+ */
+int ipcd_client_request_sync(ipcd_client *c, const char *topic, uint32_t type, const void *data,
+                             size_t size, int timeout_ms, ipcd_msg **ret_reply);
+
+/*
+ * Serves requests sent to topics @filter matches (wildcards allowed), of
+ * the types in @types (NULL and 0 for every type), and blocks until the
+ * broker confirms it. Each request goes to one responder among every
+ * client serving a matching filter, in turn. @handler (not NULL) is
+ * called for each from ipcd_client_process() or ipcd_client_wait(). A
+ * responder receives no published messages. Stop with
+ * ipcd_client_unsubscribe(@*ret_id): requests the broker already sent it
+ * are then dropped (their requesters time out).
+ *
+ * Returns what ipcd_client_subscribe() returns.
+ */
+int ipcd_client_serve(ipcd_client *c, const char *filter, const uint32_t *types, size_t n_types,
+                      ipcd_request_handler_t handler, void *userdata, uint32_t *ret_id);
+
+/*
+ * Replies to @request, a message given to an ipcd_request_handler_t: from
+ * inside the handler, or later if it was kept with ipcd_msg_ref() (on the
+ * thread that uses its client). @type, @data, @size, @fds, @n_fds as for
+ * ipcd_client_publish_fds() (copied; bulk above the threshold). The reply
+ * is queued and written like a publish without flags; once only.
+ *
+ * Returns 0, or:
+ *   -EINVAL     @request NULL or not a request (ipcd_msg_is_request()), or
+ *               bad payload arguments
+ *   -EALREADY   it was replied to already
+ *   -ENOTCONN   its client was freed or lost its connection
+ *   and the errors of ipcd_client_publish_fds(). The broker's verdict on
+ *   the reply (for example -ESRCH: the requester gave up or timed out) is
+ *   reported by the next ipcd_client_sync().
+ */
+int ipcd_msg_reply(ipcd_msg *request, uint32_t type, const void *data, size_t size,
+                   const int *fds, size_t n_fds);
+
+/* Whether @m is a request to be answered with ipcd_msg_reply(); false for
+ * NULL. */
+bool ipcd_msg_is_request(const ipcd_msg *m);
 
 /*
  * Takes a reference to @m. Inside a handler, the first reference copies
