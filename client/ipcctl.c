@@ -31,6 +31,7 @@
 #include <ipcd/ipcd-client.h>
 
 #include "json.h"
+#include "utf8.h"
 
 #define EXIT_BROKER 1
 #define EXIT_USAGE 2
@@ -159,33 +160,6 @@ static int connect_broker(ipcd_client **ret) {
 
 /* ---- text helpers ---- */
 
-/* Length of the valid UTF-8 character at @s (of @len bytes), or 0. */
-static size_t utf8_char(const unsigned char *s, size_t len) {
-        uint32_t cp;
-        size_t n, i;
-
-        if (s[0] < 0x80)
-                return 1;
-        if (s[0] >= 0xc2 && s[0] <= 0xdf)
-                n = 2, cp = s[0] & 0x1f;
-        else if (s[0] >= 0xe0 && s[0] <= 0xef)
-                n = 3, cp = s[0] & 0x0f;
-        else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-                n = 4, cp = s[0] & 0x07;
-        else
-                return 0;
-        if (len < n)
-                return 0;
-        for (i = 1; i < n; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = cp << 6 | (s[i] & 0x3f);
-        }
-        if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        return n;
-}
 
 /* Text: valid UTF-8 with no control characters but tab, newline and
  * carriage return. */
@@ -197,7 +171,7 @@ static bool is_text(const void *data, size_t len) {
                 size_t n;
                 if ((s[i] < 0x20 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') || s[i] == 0x7f)
                         return false;
-                n = utf8_char(s + i, len - i);
+                n = utf8_char_len(s + i, len - i);
                 if (n == 0)
                         return false;
                 i += n;
@@ -646,7 +620,7 @@ static void print_json_text(FILE *f, const char *s) {
         size_t len = strlen(s), i = 0, o = 0;
 
         while (i < len && o + 3 < sizeof(buf)) {
-                size_t n = utf8_char((const unsigned char *)s + i, len - i);
+                size_t n = utf8_char_len((const unsigned char *)s + i, len - i);
                 if (n == 0) {
                         memcpy(buf + o, "\xef\xbf\xbd", 3);
                         o += 3;
@@ -1052,7 +1026,7 @@ static char *cell_text(const char *s) {
                 return NULL;
         while (i < len) {
                 unsigned char ch = (unsigned char)s[i];
-                size_t n = utf8_char((const unsigned char *)s + i, len - i);
+                size_t n = utf8_char_len((const unsigned char *)s + i, len - i);
 
                 if (n == 0 || ch < 0x20 || ch == 0x7f) {
                         out[o++] = '?';

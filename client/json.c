@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "utf8.h"
 
 typedef struct JsonParser {
         const char *p; /* next byte */
@@ -36,34 +37,6 @@ static void skip_ws(JsonParser *jp) {
                 jp->p++;
 }
 
-/* Length of the valid UTF-8 character at @s (at most @len bytes), or 0:
- * no overlong forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_len(const unsigned char *s, size_t len) {
-        uint32_t cp;
-        size_t n, i;
-
-        if (s[0] < 0x80)
-                return 1;
-        if (s[0] >= 0xc2 && s[0] <= 0xdf)
-                n = 2, cp = s[0] & 0x1f;
-        else if (s[0] >= 0xe0 && s[0] <= 0xef)
-                n = 3, cp = s[0] & 0x0f;
-        else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-                n = 4, cp = s[0] & 0x07;
-        else
-                return 0;
-        if (len < n)
-                return 0;
-        for (i = 1; i < n; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = cp << 6 | (s[i] & 0x3f);
-        }
-        if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        return n;
-}
 
 static int hex4(const char *p, uint32_t *ret) {
         uint32_t v = 0;
@@ -140,7 +113,7 @@ static int parse_string(JsonParser *jp, char **ret) {
                 if (ch < 0x20)
                         goto fail;
                 if (ch != '\\') {
-                        n = utf8_len((const unsigned char *)s, (size_t)(q - s));
+                        n = utf8_char_len((const unsigned char *)s, (size_t)(q - s));
                         if (n == 0)
                                 goto fail;
                         memcpy(o, s, n);

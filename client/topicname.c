@@ -5,39 +5,8 @@
 #include <string.h>
 
 #include "topicname.h"
+#include "utf8.h"
 
-/* Length of the valid UTF-8 sequence at @s (at most @len bytes), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t len) {
-        unsigned c = s[0];
-        size_t n, i;
-        uint32_t cp;
-
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xc2 && c <= 0xdf) {
-                n = 2;
-                cp = c & 0x1f;
-        } else if (c >= 0xe0 && c <= 0xef) {
-                n = 3;
-                cp = c & 0x0f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-                n = 4;
-                cp = c & 0x07;
-        } else
-                return 0;
-        if (len < n)
-                return 0;
-        for (i = 1; i < n; i++) {
-                if ((s[i] & 0xc0) != 0x80)
-                        return 0;
-                cp = cp << 6 | (s[i] & 0x3f);
-        }
-        /* Overlong forms, surrogates, beyond U+10FFFF. */
-        if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-                return 0;
-        return n;
-}
 
 static TopicCheck check(const char *str, size_t len, size_t max_len, bool filter) {
         const unsigned char *s = (const unsigned char *)str;
@@ -72,7 +41,7 @@ static TopicCheck check(const char *str, size_t len, size_t max_len, bool filter
                         i++;
                         continue;
                 }
-                n = utf8_seq(s + i, len - i);
+                n = utf8_char_len(s + i, len - i);
                 if (n == 0)
                         return TOPIC_E_UTF8;
                 i += n;
@@ -158,7 +127,7 @@ bool utf8_printable(const char *str, size_t len) {
                 size_t n;
                 if (s[i] < 0x20 || s[i] == 0x7f)
                         return false;
-                n = utf8_seq(s + i, len - i);
+                n = utf8_char_len(s + i, len - i);
                 if (n == 0)
                         return false;
                 i += n;
