@@ -659,8 +659,8 @@ static void json_topics(Broker *b, FILE *f, const char *filter, size_t len, size
                 fprintf(f, ",\"%s\":%s", trunc_key, w.truncated ? "true" : "false");
 }
 
-char *broker_status_json(Broker *b, size_t *ret_len) {
-        return status_json(b, true, ret_len);
+char *broker_status_json(Broker *b, bool tables, size_t *ret_len) {
+        return status_json(b, tables, ret_len);
 }
 
 static char *status_json(Broker *b, bool tables, size_t *ret_len) {

@@ -163,9 +163,10 @@ void broker_flush_pending(Broker *b);
 /* Closes and frees @c now, with a log line saying why (@why may be NULL). */
 void broker_drop_connection(Broker *b, Connection *c, const char *why);
 
-/* The JSON documents of the ADMIN commands status, clients and topics
- * (topics and subscriptions that @filter can match), malloc'd. */
-char *broker_status_json(Broker *b, size_t *ret_len);
+/* The JSON documents of the ADMIN commands status (with the per-client
+ * and per-topic tables when @tables), clients and topics (topics and
+ * subscriptions that @filter can match), malloc'd. */
+char *broker_status_json(Broker *b, bool tables, size_t *ret_len);
 char *broker_clients_json(Broker *b, size_t *ret_len);
 char *broker_topics_json(Broker *b, const char *filter, size_t filter_len, size_t *ret_len);
 

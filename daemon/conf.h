@@ -56,7 +56,7 @@ typedef struct ConfigLimits {
         uint32_t max_topic_length;         /* 1024, at most 65535 */
         uint32_t max_fds_per_message;      /* 16, at most 253 */
         uint64_t max_bulk_size;            /* 1 GiB */
-        uint64_t bulk_threshold;           /* 64 KiB: announced to clients */
+        uint64_t bulk_threshold;           /* 64 KiB: advice to clients (not yet in WELCOME) */
         uint32_t max_pending_requests;     /* per connection, 1024 */
         uint64_t request_timeout_ms;       /* default deadline, 5000 */
         uint32_t max_topics;               /* 65536 */

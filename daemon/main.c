@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "broker.h"
 #include "conf.h"
@@ -194,6 +195,11 @@ int main(int argc, char **argv) {
                 const char *path = *check ? check : o.config_path;
                 char *error = NULL;
                 Config *c = NULL;
+                struct stat st;
+                if (!*check && !o.config_explicit && stat(path, &st) < 0 && errno == ENOENT) {
+                        printf("%s does not exist: ipcd uses its built-in defaults\n", path);
+                        return 0;
+                }
                 r = config_load(path, &c, &error);
                 if (r < 0) {
                         fprintf(stderr, "%s\n", error ? error : strerror(-r));

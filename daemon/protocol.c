@@ -167,11 +167,11 @@ static int handle_subscribe(Connection *c, const WireHeader *h, const uint8_t *m
         }
         {
                 AclPeer p = peer_of(c);
-                bool denied = (ws.flags & WIRE_SUB_F_RESPONDER)
-                                      ? !acl_check(b->conf, b->owner_uid, &p, ACL_SUBSCRIBE, filter,
-                                                   h->topic_len)
-                                      : acl_subscribe_reach(b->conf, b->owner_uid, &p, filter,
-                                                            h->topic_len) == ACL_REACH_NONE;
+                AclReach reach = acl_subscribe_reach(b->conf, b->owner_uid, &p, filter, h->topic_len);
+                /* A responder takes its share of every request its filter
+                 * matches: it must be allowed to read all of them. */
+                bool denied = (ws.flags & WIRE_SUB_F_RESPONDER) ? reach != ACL_REACH_ALL
+                                                                 : reach == ACL_REACH_NONE;
                 if (denied) {
                         connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
                                          "permission denied: uid %u may not subscribe to '%.*s'",
@@ -516,7 +516,8 @@ static void route_message(Broker *b, Fanout *f, uint32_t type, uint16_t flags, u
         };
 
         f->topic->n_published++;
-        b->stats.msgs_in++;
+        if (f->from)
+                b->stats.msgs_in++; /* client messages, not the broker's own */
         wire_header_encode(f->hdr, &mh);
         wire_delivery_encode(f->hdr + WIRE_HEADER_SIZE, &d);
         f->admin_only = f->name_len >= strlen(MONITOR_PREFIX) &&
@@ -604,7 +605,9 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
                                  h->type, (int)h->topic_len, topic, rule->pattern);
                 goto refuse;
         }
-        if ((h->flags & WIRE_F_RETAIN) && ((rule && !rule->retain) || b->config.retained_max_messages == 0)) {
+        if ((h->flags & WIRE_F_RETAIN) &&
+            ((rule && !rule->retain) || b->config.retained_max_messages == 0 ||
+             b->config.retained_max_bytes == 0)) {
                 connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
                                  "retained messages are not allowed on '%.*s'", (int)h->topic_len,
                                  topic);
@@ -952,7 +955,10 @@ static int handle_admin(Connection *c, const WireHeader *h, const char *cmd, con
         char *json;
 
         if (command_is(h, cmd, "status")) {
-                json = broker_status_json(b, &len);
+                /* Anyone may see the totals; who is connected and which
+                 * topics exist are for administrators, as with clients
+                 * and topics. */
+                json = broker_status_json(b, acl_allows(c, ACL_ADMIN, NULL, 0), &len);
                 return send_json(c, h, json, len);
         }
         if (command_is(h, cmd, "clients")) {

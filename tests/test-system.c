@@ -663,3 +663,45 @@ Test(acl, monitor_events_are_for_admins_only, .fini = cleanup, .timeout = 60) {
         close(admin);
         stop_in(dir);
 }
+
+static void alice_serves_and_looks(void) {
+        int c = raw_client(&tb, "alice", NULL);
+        uint8_t meta[WIRE_META_SUBSCRIBE];
+        RawFrame f;
+
+        /* A responder must be allowed to read every request it could get. */
+        wire_subscribe_encode(meta, &(WireSubscribe){ .sub_id = 1, .flags = WIRE_SUB_F_RESPONDER });
+        raw_send(c, WIRE_SUBSCRIBE, 0, 0, 1, meta, sizeof(meta), "sensors/#", NULL, 0);
+        raw_expect(c, WIRE_ACK, &f);
+        raw_frame_free(&f);
+        wire_subscribe_encode(meta, &(WireSubscribe){ .sub_id = 2, .flags = WIRE_SUB_F_RESPONDER });
+        raw_send(c, WIRE_SUBSCRIBE, 0, 0, 2, meta, sizeof(meta), "#", NULL, 0);
+        raw_expect_error(c, WIRE_E_PERMISSION, false);
+        /* status: the totals, not who is connected nor which topics exist. */
+        raw_send(c, WIRE_ADMIN, 0, 0, 3, NULL, 0, "status", NULL, 0);
+        raw_expect(c, WIRE_ADMIN_REPLY, &f);
+        TB_CHECK(memmem(f.payload, f.h.payload_len, "\"clients\":", 10) != NULL);
+        TB_CHECK(memmem(f.payload, f.h.payload_len, "per_client", 10) == NULL);
+        TB_CHECK(memmem(f.payload, f.h.payload_len, "per_topic", 9) == NULL);
+        raw_frame_free(&f);
+        close(c);
+}
+
+Test(acl, responders_and_status_tables, .fini = cleanup, .timeout = 60) {
+        char dir[] = "/tmp/ipcd-test-XXXXXX";
+        const char *args[] = { "--socket-mode", "0666", NULL };
+        int root;
+        RawFrame f;
+
+        make_dir(dir);
+        start_with(dir, acl_yaml, args);
+        as_user(ALICE, 0, alice_serves_and_looks);
+        /* Root sees the tables. */
+        root = raw_client(&tb, "root", NULL);
+        raw_send(root, WIRE_ADMIN, 0, 0, 3, NULL, 0, "status", NULL, 0);
+        raw_expect(root, WIRE_ADMIN_REPLY, &f);
+        cr_assert(is_true(memmem(f.payload, f.h.payload_len, "per_client", 10) != NULL));
+        raw_frame_free(&f);
+        close(root);
+        stop_in(dir);
+}

@@ -236,7 +236,7 @@ int main(int argc, char **argv) {
         uint64_t count = 1000000;
         size_t size = 64;
         int reps = 5, opt, i;
-        char dir[] = "/tmp/ipcd-bench-XXXXXX", sock[128];
+        char dir[] = "/tmp/ipcd-bench-XXXXXX", sock[128], conf[128];
         double broker_rate[64], pair_rate[64], cpu = 0, dummy = 0;
         pid_t broker;
 
@@ -257,12 +257,22 @@ int main(int argc, char **argv) {
         if (!mkdtemp(dir))
                 die("mkdtemp");
         snprintf(sock, sizeof(sock), "%s/ipcd.sock", dir);
+        /* Queues deep enough that a subscriber briefly behind loses
+         * nothing (the benchmark measures throughput, not drops), and a
+         * configuration of its own, not whatever the machine has. */
+        snprintf(conf, sizeof(conf), "%s/ipcd.yaml", dir);
+        {
+                FILE *f = fopen(conf, "we");
+                if (!f)
+                        die("fopen");
+                fputs("limits:\n  queue_bytes: 2GiB\n  queue_messages: 16777216\n"
+                      "  user_queue_bytes: 4GiB\n",
+                      f);
+                fclose(f);
+        }
         broker = fork();
         if (broker == 0) {
-                /* A queue deep enough that a subscriber briefly behind loses
-                 * nothing: the benchmark measures throughput, not drops. */
-                execl(ipcd, ipcd, "--socket", sock, "--max-queue-bytes", "2147483648", "-q",
-                      (char *)NULL);
+                execl(ipcd, ipcd, "--socket", sock, "--config", conf, "-q", (char *)NULL);
                 _exit(127);
         }
         for (i = 0; i < 500; i++) {
@@ -290,6 +300,7 @@ int main(int argc, char **argv) {
         }
         kill(broker, SIGTERM);
         waitpid(broker, NULL, 0);
+        unlink(conf);
         rmdir(dir);
 
         qsort(broker_rate, (size_t)reps, sizeof(double), cmp_double);
