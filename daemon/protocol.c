@@ -380,6 +380,7 @@ static void deliver_group(Subscription **cands, size_t n, uint32_t *rr, void *us
 typedef struct Retained {
         Body *body;
         Broker *broker;
+        size_t size; /* as counted in retained_bytes */
         uint8_t hdr[WIRE_HEADER_SIZE + WIRE_META_MESSAGE];
 } Retained;
 
@@ -388,7 +389,7 @@ void protocol_retained_free(void *p) {
         if (!r)
                 return;
         r->broker->retained_count--;
-        r->broker->retained_bytes -= r->body->len;
+        r->broker->retained_bytes -= r->size;
         body_unref(r->body);
         free(r);
 }
@@ -427,27 +428,42 @@ static void deliver_retained(Connection *c, Subscription *s) {
 
 /* Keeps (or with an empty payload, clears) the retained message of @t.
  * Returns 0, or -ENOSPC over the retained limits (nothing changes then). */
+/* What a retained message counts against retained_max_bytes: its topic
+ * and inline payload, and its bulk payload's size. */
+static size_t retained_size(size_t body_len, uint64_t bulk_size) {
+        return body_len + (size_t)bulk_size;
+}
+
+/* Would a retained message of @size bytes on @t fit the limits? */
+static bool retain_fits(const Broker *b, const RouterTopic *t, size_t size) {
+        const Retained *old = t->retained;
+        size_t bytes = b->retained_bytes - (old ? old->size : 0);
+
+        return (old ? b->retained_count : b->retained_count + 1) <= b->config.retained_max_messages &&
+               bytes + size <= b->config.retained_max_bytes;
+}
+
 static int retain(Broker *b, RouterTopic *t, Body *body, const uint8_t *hdr, bool clear) {
         Retained *old = t->retained, *r;
-        size_t bytes = b->retained_bytes - (old ? old->body->len : 0);
+        size_t size = retained_size(body->len, le64_read(hdr + WIRE_HEADER_SIZE + 24));
 
         if (clear) {
                 protocol_retained_free(old);
                 t->retained = NULL;
                 return 0;
         }
-        if ((old ? b->retained_count : b->retained_count + 1) > b->config.retained_max_messages ||
-            bytes + body->len > b->config.retained_max_bytes)
+        if (!retain_fits(b, t, size))
                 return -ENOSPC;
         r = malloc(sizeof(*r));
         if (!r)
                 return -ENOMEM;
         r->broker = b;
         r->body = body_ref(body);
+        r->size = size;
         memcpy(r->hdr, hdr, sizeof(r->hdr));
         le16_write(r->hdr + WIRE_OFF_FLAGS, le16_read(r->hdr + WIRE_OFF_FLAGS) | WIRE_F_RETAIN);
         b->retained_count++;
-        b->retained_bytes += body->len;
+        b->retained_bytes += size;
         protocol_retained_free(old);
         t->retained = r;
         return 0;
@@ -627,6 +643,15 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
                                  (int)rule->max_fds, (int)h->topic_len, topic);
                 goto refuse;
         }
+        /* Over the retained limits a retained publish is refused whole:
+         * nothing is delivered, nothing kept. */
+        if ((h->flags & WIRE_F_RETAIN) && !(h->payload_len == 0 && h->n_fds == 0) &&
+            !retain_fits(b, f.topic, retained_size((size_t)h->topic_len + h->payload_len, bulk_size))) {
+                connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
+                                 "not published: the broker keeps at most %u retained messages and %zu bytes",
+                                 b->config.retained_max_messages, b->config.retained_max_bytes);
+                goto refuse;
+        }
         /* Topic and payload sit next to each other in the frame and in the
          * MESSAGE frame: one copy into a shared body serves every recipient,
          * and so do the fds, held once. */
@@ -650,12 +675,6 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
                 bool clear = h->payload_len == 0 && h->n_fds == 0;
                 r = retain(b, f.topic, f.body, f.hdr, clear);
                 body_unref(f.body);
-                if (r == -ENOSPC) {
-                        connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
-                                         "delivered but not retained: the broker keeps at most %u retained messages and %zu bytes",
-                                         b->config.retained_max_messages, b->config.retained_max_bytes);
-                        return 0;
-                }
                 if (r < 0) {
                         connection_error(c, WIRE_E_INTERNAL, h->kind, h->corr, false,
                                          "delivered but not retained: out of memory");

@@ -705,3 +705,42 @@ Test(acl, responders_and_status_tables, .fini = cleanup, .timeout = 60) {
         close(root);
         stop_in(dir);
 }
+
+Test(config, retained_publish_over_the_limits_is_refused_whole, .fini = cleanup) {
+        char dir[] = "/tmp/ipcd-test-XXXXXX";
+        int p, s;
+        RawFrame f;
+
+        make_dir(dir);
+        start_with(dir, "limits:\n  retained_max_messages: 1\n  retained_max_bytes: 64\n", NULL);
+        p = raw_client(&tb, "pub", NULL);
+        s = raw_client(&tb, "sub", NULL);
+        raw_subscribe(s, 1, "r/#", NULL, 0);
+        raw_send(p, WIRE_PUBLISH, WIRE_F_RETAIN | WIRE_F_ACK, 1, 1, NULL, 0, "r/a", "first", 5);
+        raw_expect(p, WIRE_ACK, &f);
+        raw_frame_free(&f);
+        raw_expect(s, WIRE_MESSAGE, &f);
+        raw_frame_free(&f);
+        /* A second topic would be a second retained message: refused, and
+         * not delivered either. Replacing the first one fits. */
+        raw_send(p, WIRE_PUBLISH, WIRE_F_RETAIN | WIRE_F_ACK, 1, 2, NULL, 0, "r/b", "second", 6);
+        raw_expect_error(p, WIRE_E_LIMIT, false);
+        raw_send(p, WIRE_PUBLISH, WIRE_F_RETAIN | WIRE_F_ACK, 1, 3, NULL, 0, "r/a", "third", 5);
+        raw_expect(p, WIRE_ACK, &f);
+        raw_frame_free(&f);
+        raw_expect(s, WIRE_MESSAGE, &f);
+        cr_assert(eq(str, f.topic, "r/a"));
+        raw_frame_free(&f);
+        /* Too many bytes for the limit: refused as well. */
+        {
+                static char big[100];
+                raw_send(p, WIRE_PUBLISH, WIRE_F_RETAIN, 1, 4, NULL, 0, "r/a", big, sizeof(big));
+                raw_expect_error(p, WIRE_E_LIMIT, false);
+        }
+        raw_sync(p);
+        raw_expect_silence(s, 50);
+        cr_assert(eq(i64, raw_status_number(p, "retained"), 1));
+        close(p);
+        close(s);
+        stop_in(dir);
+}
