@@ -572,6 +572,35 @@ int protocol_publish_internal(Broker *b, const char *topic, uint32_t type, const
         return r;
 }
 
+/* The topic rule's word on a PUBLISH or REQUEST on @topic: its type, its
+ * payload size and its fds. Sends the ERROR and returns false when the rule
+ * refuses. */
+static bool rule_allows(Connection *c, const WireHeader *h, const ConfigTopicRule *rule,
+                        const char *topic, uint64_t bulk_size) {
+        if (!rule)
+                return true;
+        if (!type_allowed(rule, h->type)) {
+                connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
+                                 "message type %u is not allowed on '%.*s' (topic rule '%s')",
+                                 h->type, (int)h->topic_len, topic, rule->pattern);
+                return false;
+        }
+        if (rule->max_payload > 0 &&
+            ((h->flags & WIRE_F_BULK) ? bulk_size : h->payload_len) > rule->max_payload) {
+                connection_error(c, WIRE_E_TOO_LARGE, h->kind, h->corr, false,
+                                 "payload larger than %u bytes, the limit on '%.*s'",
+                                 rule->max_payload, (int)h->topic_len, topic);
+                return false;
+        }
+        if (rule->max_fds >= 0 && h->n_fds - ((h->flags & WIRE_F_BULK) ? 1 : 0) > rule->max_fds) {
+                connection_error(c, WIRE_E_TOO_LARGE, h->kind, h->corr, false,
+                                 "more than %d file descriptors, the limit on '%.*s'",
+                                 (int)rule->max_fds, (int)h->topic_len, topic);
+                return false;
+        }
+        return true;
+}
+
 /* Takes ownership of @fds (h->n_fds of them). */
 static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *meta,
                           const char *topic, const int *fds) {
@@ -615,32 +644,14 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
                 goto refuse;
         }
         rule = broker_topic_rule(b, f.topic, topic, h->topic_len);
-        if (!type_allowed(rule, h->type)) {
-                connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
-                                 "message type %u is not allowed on '%.*s' (topic rule '%s')",
-                                 h->type, (int)h->topic_len, topic, rule->pattern);
+        if (!rule_allows(c, h, rule, topic, bulk_size))
                 goto refuse;
-        }
         if ((h->flags & WIRE_F_RETAIN) &&
             ((rule && !rule->retain) || b->config.retained_max_messages == 0 ||
              b->config.retained_max_bytes == 0)) {
                 connection_error(c, WIRE_E_PERMISSION, h->kind, h->corr, false,
                                  "retained messages are not allowed on '%.*s'", (int)h->topic_len,
                                  topic);
-                goto refuse;
-        }
-        if (rule && rule->max_payload > 0 &&
-            ((h->flags & WIRE_F_BULK) ? bulk_size : h->payload_len) > rule->max_payload) {
-                connection_error(c, WIRE_E_TOO_LARGE, h->kind, h->corr, false,
-                                 "payload larger than %u bytes, the limit on '%.*s'",
-                                 rule->max_payload, (int)h->topic_len, topic);
-                goto refuse;
-        }
-        if (rule && rule->max_fds >= 0 &&
-            h->n_fds - ((h->flags & WIRE_F_BULK) ? 1 : 0) > rule->max_fds) {
-                connection_error(c, WIRE_E_TOO_LARGE, h->kind, h->corr, false,
-                                 "more than %d file descriptors, the limit on '%.*s'",
-                                 (int)rule->max_fds, (int)h->topic_len, topic);
                 goto refuse;
         }
         /* Over the retained limits a retained publish is refused whole:
@@ -760,6 +771,8 @@ static int handle_request(Connection *c, const WireHeader *h, const uint8_t *met
                                  (unsigned)c->uid, (int)h->topic_len, topic);
                 goto refuse;
         }
+        if (!rule_allows(c, h, config_topic_rule(b->conf, topic, h->topic_len), topic, bulk_size))
+                goto refuse;
         if (c->n_pending >= b->conf->limits.max_pending_requests) {
                 connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
                                  "at most %u requests may be pending per connection",

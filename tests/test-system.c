@@ -744,3 +744,30 @@ Test(config, retained_publish_over_the_limits_is_refused_whole, .fini = cleanup)
         close(s);
         stop_in(dir);
 }
+
+Test(config, topic_rules_apply_to_requests_too, .fini = cleanup) {
+        char dir[] = "/tmp/ipcd-test-XXXXXX";
+        uint8_t meta[WIRE_META_REQUEST] = { 0 }, smeta[WIRE_META_SUBSCRIBE];
+        int srv, cli;
+        RawFrame f;
+
+        make_dir(dir);
+        start_with(dir, "topics:\n  - pattern: \"svc/#\"\n    types: [1]\n    max_payload: 4\n", NULL);
+        srv = raw_client(&tb, "server", NULL);
+        cli = raw_client(&tb, "client", NULL);
+        wire_subscribe_encode(smeta, &(WireSubscribe){ .sub_id = 1, .flags = WIRE_SUB_F_RESPONDER });
+        raw_send(srv, WIRE_SUBSCRIBE, 0, 0, 1, smeta, sizeof(smeta), "svc/#", NULL, 0);
+        raw_expect(srv, WIRE_ACK, &f);
+        raw_frame_free(&f);
+        raw_send(cli, WIRE_REQUEST, 0, 2, 5, meta, sizeof(meta), "svc/x", "ok", 2);
+        raw_expect_error(cli, WIRE_E_PERMISSION, false);
+        raw_send(cli, WIRE_REQUEST, 0, 1, 6, meta, sizeof(meta), "svc/x", "too long", 8);
+        raw_expect_error(cli, WIRE_E_TOO_LARGE, false);
+        raw_send(cli, WIRE_REQUEST, 0, 1, 7, meta, sizeof(meta), "svc/x", "ok", 2);
+        raw_expect(srv, WIRE_REQUEST, &f);
+        raw_frame_free(&f);
+        close(srv); /* the pending request ends with responder-gone */
+        raw_expect_error(cli, WIRE_E_RESPONDER_GONE, false);
+        close(cli);
+        stop_in(dir);
+}
