@@ -35,6 +35,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
@@ -478,9 +479,21 @@ static pid_t start_broker(const char *ipcd, const char *sock) {
         if (pid < 0)
                 die("fork", errno);
         if (pid == 0) {
-                /* A deep queue: the benchmark measures time, not drops. */
-                execl(ipcd, ipcd, "--socket", sock, "--max-queue-bytes", "2147483648", "-q",
-                      (char *)NULL);
+                /* Deep queues (the benchmark measures time, not drops) and a
+                 * configuration of its own, beside the socket, not whatever
+                 * the machine has installed. */
+                char conf[PATH_MAX];
+                FILE *f;
+                snprintf(conf, sizeof(conf), "%.*s/ipcd.yaml",
+                         (int)(strrchr(sock, '/') ? strrchr(sock, '/') - sock : 1), sock);
+                f = fopen(conf, "we");
+                if (!f)
+                        _exit(126);
+                fputs("limits:\n  queue_bytes: 2GiB\n  queue_messages: 16777216\n"
+                      "  user_queue_bytes: 4GiB\n",
+                      f);
+                fclose(f);
+                execl(ipcd, ipcd, "--socket", sock, "--config", conf, "-q", (char *)NULL);
                 _exit(127);
         }
         for (i = 0; i < 500; i++) {
@@ -614,6 +627,11 @@ int main(int argc, char **argv) {
         waitpid(sub, NULL, 0);
         kill(b.broker, SIGTERM);
         waitpid(b.broker, NULL, 0);
+        {
+                char conf[PATH_MAX];
+                snprintf(conf, sizeof(conf), "%s/ipcd.yaml", dir);
+                unlink(conf);
+        }
         rmdir(dir);
 
         printf("bench-bulk: one message publisher -> ipcd -> subscriber, median of %d runs\n", b.reps);
