@@ -90,6 +90,16 @@ static int usage_error(const char *cmd, const char *fmt, ...) {
         return EXIT_USAGE;
 }
 
+static const char *bad_option(char **argv);
+
+/* The usage error for what getopt_long() (with a leading ':' in its
+ * option string) just returned: a missing value or an unknown option. */
+static int option_error(const char *cmd, int o, char **argv) {
+        if (o == ':')
+                return usage_error(cmd, "option '%s' needs a value", argv[optind - 1]);
+        return usage_error(cmd, "unknown option '%s'", bad_option(argv));
+}
+
 /* The option getopt_long() just refused, for the error message. */
 static const char *bad_option(char **argv) {
         static char buf[3];
@@ -448,10 +458,8 @@ static int cmd_pub(int argc, char **argv) {
                 case 'h':
                         help_pub();
                         return 0;
-                case ':':
-                        return usage_error("pub", "option '%s' needs a value", argv[optind - 1]);
                 default:
-                        return usage_error("pub", "unknown option '%s'", bad_option(argv));
+                        return option_error("pub", o, argv);
                 }
         }
         if (optind >= argc)
@@ -895,10 +903,8 @@ static int cmd_sub(int argc, char **argv) {
                 case 'h':
                         help_sub();
                         return 0;
-                case ':':
-                        return usage_error("sub", "option '%s' needs a value", argv[optind - 1]);
                 default:
-                        return usage_error("sub", "unknown option '%s'", bad_option(argv));
+                        return option_error("sub", o, argv);
                 }
         }
         if (optind >= argc)
@@ -1353,10 +1359,8 @@ static int parse_json_options(const char *name, int argc, char **argv, void (*he
                 case 'h':
                         help();
                         return 0;
-                case ':':
-                        return usage_error(name, "option '%s' needs a value", argv[optind - 1]);
                 default:
-                        return usage_error(name, "unknown option '%s'", bad_option(argv));
+                        return option_error(name, o, argv);
                 }
         }
         return -1;
@@ -1780,10 +1784,8 @@ static int cmd_req(int argc, char **argv) {
                 case 'h':
                         help_req();
                         return 0;
-                case ':':
-                        return usage_error("req", "option '%s' needs a value", argv[optind - 1]);
                 default:
-                        return usage_error("req", "unknown option '%s'", bad_option(argv));
+                        return option_error("req", o, argv);
                 }
         }
         if (optind >= argc)
@@ -2097,10 +2099,8 @@ static int cmd_serve(int argc, char **argv) {
                 case 'h':
                         help_serve();
                         return 0;
-                case ':':
-                        return usage_error("serve", "option '%s' needs a value", argv[optind - 1]);
                 default:
-                        return usage_error("serve", "unknown option '%s'", bad_option(argv));
+                        return option_error("serve", o, argv);
                 }
         }
         if (optind >= argc)
@@ -2261,10 +2261,8 @@ static int cmd_monitor(int argc, char **argv) {
                 case 'h':
                         help_monitor();
                         return 0;
-                case ':':
-                        return usage_error("monitor", "option '%s' needs a value", argv[optind - 1]);
                 default:
-                        return usage_error("monitor", "unknown option '%s'", bad_option(argv));
+                        return option_error("monitor", o, argv);
                 }
         }
         if (optind < argc)
@@ -2371,10 +2369,8 @@ int main(int argc, char **argv) {
                         printf("ipcctl\n");
 #endif
                         return 0;
-                case ':':
-                        return usage_error(NULL, "option '%s' needs a value", argv[optind - 1]);
                 default:
-                        return usage_error(NULL, "unknown option '%s'", bad_option(argv));
+                        return option_error(NULL, o, argv);
                 }
         }
         if (optind >= argc)

@@ -275,16 +275,12 @@ static int queue_entry(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *
         return 0;
 }
 
-int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *body,
-                     bool droppable) {
-        size_t limit = c->broker->config.out_queue_bytes;
+int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *body) {
         size_t cost = sizeof(OutEntry) + hdr_len + (body ? body->len : 0);
 
         if (c->closing)
                 return -ECONNABORTED;
-        if (c->out_bytes + cost > (droppable ? limit : 2 * limit))
-                return -ENOBUFS;
-        if (droppable && !has_room(c, cost, body_n_fds(body), 1))
+        if (c->out_bytes + cost > 2 * c->broker->config.out_queue_bytes)
                 return -ENOBUFS;
         return queue_entry(c, hdr, hdr_len, body, NULL);
 }
@@ -430,7 +426,7 @@ int connection_send(Connection *c, uint8_t kind, uint16_t flags, uint32_t type, 
                 };
                 wire_header_encode(hdr, &h);
         }
-        r = connection_queue(c, hdr, n, body, false);
+        r = connection_queue(c, hdr, n, body);
         body_unref(body);
         return r;
 }
@@ -692,10 +688,15 @@ static int in_reserve(Connection *c, const uint8_t *start, size_t have) {
         uint8_t *n;
 
         if (have >= WIRE_HEADER_SIZE) {
-                /* The header was checked when the frame started. */
-                size_t size = le32_read(start + WIRE_OFF_SIZE);
-                if (size > want)
-                        want = size;
+                /* The header was checked when the frame started. Grow with
+                 * what has arrived, not with what the header claims: a
+                 * client that declares 1 MiB and stalls costs what it sent. */
+                size_t size = le32_read(start + WIRE_OFF_SIZE), step = have * 2;
+                if (step < want)
+                        step = want;
+                want = size < step ? size : step;
+                if (want < IN_MIN_CAP)
+                        want = IN_MIN_CAP;
         }
         if (want <= have)
                 want = have + IN_MIN_CAP;

@@ -146,14 +146,14 @@ int connection_new(Connection **ret, Broker *b, int fd, uint32_t id, pid_t pid, 
 Connection *connection_free(Connection *c);
 
 /*
- * Queues a frame: @hdr_len bytes of header+meta (copied) and an optional
- * body (a reference is taken; its fds go with the frame). A delivery
- * (@droppable) is refused with -ENOBUFS when it would push the queue over the
- * broker's per-connection limits (bytes, fds); a control frame is queued anyway up to twice the limit, and past
- * that -ENOBUFS tells the caller to drop the connection. Schedules a flush.
+ * Queues a frame that is not a droppable delivery (an answer, a REQUEST for
+ * a responder, a REPLY): @hdr_len bytes of header+meta (copied) and an
+ * optional body (a reference is taken; its fds go with the frame). It goes
+ * in up to twice the per-connection byte limit; past that -ENOBUFS tells the
+ * caller the client does not read and must be dropped. Deliveries go through
+ * connection_deliver(). Schedules a flush.
  */
-int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *body,
-                     bool droppable);
+int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *body);
 
 /*
  * Queues a delivery of @body (+ its header and meta in @hdr) for @to under

@@ -849,7 +849,7 @@ static int handle_request(Connection *c, const WireHeader *h, const uint8_t *met
         wire_delivery_encode(hdr + WIRE_HEADER_SIZE, &d);
         le32_write(hdr + WIRE_HEADER_SIZE + WIRE_META_REPLY_IN, (uint32_t)timeout_ms);
         le32_write(hdr + WIRE_HEADER_SIZE + WIRE_META_REPLY_IN + 4, 0);
-        if (connection_queue(to, hdr, sizeof(hdr), body, false) < 0) {
+        if (connection_queue(to, hdr, sizeof(hdr), body) < 0) {
                 pending_done(b, p);
                 connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
                                  "the responder for '%.*s' cannot take it", (int)h->topic_len, topic);
@@ -930,7 +930,7 @@ static int handle_reply(Connection *c, const WireHeader *h, const uint8_t *meta,
         wire_header_encode(hdr, &mh);
         wire_delivery_encode(hdr + WIRE_HEADER_SIZE, &d);
         /* The requester asked for it: like an answer, never dropped. */
-        r = connection_queue(to, hdr, sizeof(hdr), body, false);
+        r = connection_queue(to, hdr, sizeof(hdr), body);
         if (r == 0) {
                 b->stats.replies++;
                 c->stats.msgs_in++;

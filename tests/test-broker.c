@@ -1027,3 +1027,52 @@ Test(policies, block_holds_the_publisher_back_and_loses_nothing, .timeout = 60) 
         assert_accounting_clean();
         tb_stop(&tb);
 }
+
+/* The broker's virtual size in KiB: what it allocated, touched or not. */
+static long vm_size_kib(void) {
+        char path[64], line[256];
+        long kib = -1;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)tb.pid);
+        f = fopen(path, "re");
+        cr_assert(f != NULL);
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmSize: %ld kB", &kib) == 1)
+                        break;
+        fclose(f);
+        return kib;
+}
+
+Test(limits, half_sent_large_frames_cost_what_was_sent, .timeout = 60) {
+        /* 64 clients each declare a 1 MiB PUBLISH, send its first 100 bytes
+         * and stall: the broker holds about what arrived, not 64 MiB. */
+        enum { N = 64 };
+        uint8_t head[100];
+        WireHeader h = { .version = WIRE_VERSION, .kind = WIRE_PUBLISH, .topic_len = 1,
+                         .payload_len = (1u << 20) - 64 };
+        long vm0, vm1 = 0;
+        int fds[N], i;
+
+        tb_start(&tb, NULL);
+        h.size = WIRE_HEADER_SIZE + h.topic_len + h.payload_len;
+        memset(head, 'x', sizeof(head));
+        wire_header_encode(head, &h);
+        vm0 = vm_size_kib();
+        for (i = 0; i < N; i++) {
+                fds[i] = raw_client(&tb, "staller", NULL);
+                raw_write(fds[i], head, sizeof(head));
+        }
+        {
+                int probe = raw_client(&tb, "probe", NULL);
+                raw_wait_clients(probe, N + 1);
+                vm1 = vm_size_kib();
+                close(probe);
+        }
+        if (!tb.valgrind && !TB_SANITIZED)
+                cr_assert(lt(i64, vm1 - vm0, 16 * 1024), "allocated %ld KiB more", vm1 - vm0);
+        for (i = 0; i < N; i++)
+                close(fds[i]);
+        assert_healthy();
+        tb_stop(&tb);
+}
