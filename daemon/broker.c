@@ -389,6 +389,7 @@ Broker *broker_free(Broker *b) {
         config_free(b->conf);
         free(b->conf_path);
         free(b);
+        body_pool_trim();
         return NULL;
 }
 

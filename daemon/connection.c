@@ -29,19 +29,111 @@
 /* Smallest allocation for a partial frame carried over between reads. */
 #define IN_MIN_CAP (16 * 1024)
 
-Body *body_new_with_fds(size_t len, const int *fds, size_t n_fds, size_t *held_fds) {
-        size_t off = (sizeof(Body) + len + alignof(int) - 1) & ~(alignof(int) - 1);
-        Body *b;
+/*
+ * Small bodies come from a pool: publishing is the hot path, and a malloc
+ * and a free per message cost more than routing it. Each size class keeps
+ * a bounded free list (the memory of a burst is kept for the next one, up
+ * to BODY_POOL_KEEP bytes per class); bigger bodies, and bodies once the
+ * free list is full, go to malloc. The broker is one thread, so the pool is
+ * process-wide.
+ */
+#define BODY_POOL_CLASSES 4
+#define BODY_POOL_KEEP (512 * 1024)
+#define BODY_UNPOOLED UINT8_MAX
+
+typedef struct BodyFree {
+        struct BodyFree *next;
+} BodyFree;
+
+static const size_t body_class_size[BODY_POOL_CLASSES] = { 128, 512, 2048, 8192 };
+static struct {
+        BodyFree *head;
+        size_t n;
+} body_pool[BODY_POOL_CLASSES];
+
+/*
+ * Output rings of the smallest size are pooled too: a connection frees its
+ * ring whenever the queue empties (an idle connection keeps none), so a
+ * subscriber that keeps up would otherwise allocate one per delivery.
+ */
+#define RING_MIN 16
+#define RING_POOL_KEEP 64
+
+static struct {
+        BodyFree *head;
+        size_t n;
+} ring_pool;
+
+static OutEntry *ring_alloc(size_t cap) {
+        BodyFree *f = ring_pool.head;
+
+        if (cap != RING_MIN || !f)
+                return malloc(cap * sizeof(OutEntry));
+        ring_pool.head = f->next;
+        ring_pool.n--;
+        return (OutEntry *)(void *)f;
+}
+
+static void ring_free(OutEntry *ring, size_t cap) {
+        BodyFree *f = (BodyFree *)(void *)ring;
+
+        if (!ring)
+                return;
+        if (cap != RING_MIN || ring_pool.n >= RING_POOL_KEEP) {
+                free(ring);
+                return;
+        }
+        f->next = ring_pool.head;
+        ring_pool.head = f;
+        ring_pool.n++;
+}
+
+static uint8_t body_class(size_t alloc) {
+        uint8_t i;
+        for (i = 0; i < BODY_POOL_CLASSES; i++)
+                if (alloc <= body_class_size[i])
+                        return i;
+        return BODY_UNPOOLED;
+}
+
+void body_pool_trim(void) {
         size_t i;
 
-        if (len > UINT32_MAX || n_fds > UINT16_MAX || !(b = malloc(off + n_fds * sizeof(int)))) {
-                for (i = 0; i < n_fds; i++)
-                        safe_close(fds[i]);
-                return NULL;
+        for (i = 0; i < BODY_POOL_CLASSES; i++) {
+                while (body_pool[i].head) {
+                        BodyFree *f = body_pool[i].head;
+                        body_pool[i].head = f->next;
+                        free(f);
+                }
+                body_pool[i].n = 0;
         }
+        while (ring_pool.head) {
+                BodyFree *f = ring_pool.head;
+                ring_pool.head = f->next;
+                free(f);
+        }
+        ring_pool.n = 0;
+}
+
+Body *body_new_with_fds(size_t len, const int *fds, size_t n_fds, size_t *held_fds) {
+        size_t off = (sizeof(Body) + len + alignof(int) - 1) & ~(alignof(int) - 1);
+        size_t alloc = off + n_fds * sizeof(int);
+        uint8_t cls = body_class(alloc);
+        Body *b = NULL;
+        size_t i;
+
+        if (len > UINT32_MAX || n_fds > UINT16_MAX)
+                goto fail;
+        if (cls != BODY_UNPOOLED && body_pool[cls].head) {
+                b = (Body *)(void *)body_pool[cls].head;
+                body_pool[cls].head = body_pool[cls].head->next;
+                body_pool[cls].n--;
+        } else if (!(b = malloc(cls != BODY_UNPOOLED ? body_class_size[cls] : alloc)))
+                goto fail;
         b->n_refs = 1;
         b->len = (uint32_t)len;
         b->n_fds = (uint16_t)n_fds;
+        b->pool_class = cls;
         b->fds = (int *)(void *)((char *)b + off);
         b->held_fds = held_fds;
         if (n_fds) {
@@ -50,10 +142,16 @@ Body *body_new_with_fds(size_t len, const int *fds, size_t n_fds, size_t *held_f
                         *held_fds += n_fds;
         }
         return b;
+
+fail:
+        for (i = 0; i < n_fds; i++)
+                safe_close(fds[i]);
+        return NULL;
 }
 
 Body *body_unref(Body *b) {
         size_t i;
+        uint8_t cls;
 
         if (!b || --b->n_refs > 0)
                 return NULL;
@@ -61,6 +159,14 @@ Body *body_unref(Body *b) {
                 safe_close(b->fds[i]);
         if (b->held_fds)
                 *b->held_fds -= b->n_fds;
+        cls = b->pool_class;
+        if (cls != BODY_UNPOOLED && (body_pool[cls].n + 1) * body_class_size[cls] <= BODY_POOL_KEEP) {
+                BodyFree *f = (BodyFree *)(void *)b;
+                f->next = body_pool[cls].head;
+                body_pool[cls].head = f;
+                body_pool[cls].n++;
+                return NULL;
+        }
         free(b);
         return NULL;
 }
@@ -187,7 +293,7 @@ Connection *connection_free(Connection *c) {
                 c->user->queued_fds -= c->out_fds;
                 broker_user_put(c->broker, c->user);
         }
-        free(c->out);
+        ring_free(c->out, c->out_cap);
         free(c->in);
         for (i = 0; i < c->fdq_len; i++)
                 safe_close(c->fdq[i]);
@@ -205,14 +311,14 @@ Connection *connection_free(Connection *c) {
 }
 
 static int out_grow(Connection *c) {
-        size_t cap = c->out_cap ? c->out_cap * 2 : 16, i;
-        OutEntry *n = malloc(cap * sizeof(*n));
+        size_t cap = c->out_cap ? c->out_cap * 2 : RING_MIN, i;
+        OutEntry *n = ring_alloc(cap);
 
         if (!n)
                 return -ENOMEM;
         for (i = 0; i < c->out_count; i++)
                 n[i] = c->out[(c->out_head + i) & (c->out_cap - 1)];
-        free(c->out);
+        ring_free(c->out, c->out_cap);
         c->out = n;
         c->out_cap = cap;
         c->out_head = 0;
@@ -631,7 +737,7 @@ int connection_flush(Connection *c) {
         if (c->out_count == 0) {
                 event_del(c->ev_write);
                 /* An idle connection keeps no ring. */
-                free(c->out);
+                ring_free(c->out, c->out_cap);
                 c->out = NULL;
                 c->out_cap = 0;
                 c->out_head = 0;

@@ -29,6 +29,7 @@ typedef struct Body {
         uint32_t n_refs;
         uint32_t len;
         uint16_t n_fds;
+        uint8_t pool_class; /* where it goes back to (connection.c) */
         int *fds;          /* n_fds fds in this allocation, owned */
         size_t *held_fds;  /* the broker's count of fds held in bodies */
         uint8_t data[];
@@ -46,6 +47,9 @@ static inline Body *body_ref(Body *b) {
         return b;
 }
 Body *body_unref(Body *b);
+/* Frees the bodies and output rings kept for reuse (at exit, so leak
+ * checkers see none). */
+void body_pool_trim(void);
 
 /* The largest per-frame prefix kept inline in a queue entry: the header and
  * the biggest meta block a broker sends (WELCOME). */
