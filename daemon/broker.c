@@ -40,6 +40,8 @@ void broker_config_defaults(BrokerConfig *cfg) {
                 .max_bulk_size = WIRE_DEFAULT_MAX_BULK,
                 .max_topics = 65536,
                 .max_connections = 16384,
+                .hello_timeout_ms = 10000,
+                .shutdown_timeout_ms = 5000,
         };
 }
 
@@ -69,6 +71,8 @@ static void settings_compute(Broker *b) {
         s->max_bulk_size = l->max_bulk_size;
         s->max_topics = l->max_topics;
         s->max_connections = l->max_connections;
+        s->hello_timeout_ms = (uint32_t)l->hello_timeout_ms;
+        s->shutdown_timeout_ms = (uint32_t)l->shutdown_timeout_ms;
 
         if (b->cli_set & BROKER_SET_SOCKET_MODE)
                 s->socket_mode = b->cli.socket_mode;
@@ -163,7 +167,11 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
                 broker_reload(b, NULL);
                 return;
         }
-        log_notice("Received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        if (b->stopping) {
+                log_notice("Received %s again, exiting now", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                b->stop_now = true;
+        } else
+                log_notice("Received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
         b->stopping = true;
         event_base_loopbreak(b->base);
 }
@@ -526,9 +534,47 @@ void broker_flush_pending(Broker *b) {
         }
 }
 
+/*
+ * Graceful shutdown: no new clients, nothing more read; every client gets
+ * what is queued for it, then GOODBYE, and is closed once that is written.
+ * The loop runs until every connection is gone, shutdown_timeout has
+ * passed (each connection's linger timer), or a second signal came.
+ */
+static int broker_drain(Broker *b) {
+        uint32_t timeout = b->config.shutdown_timeout_ms;
+        size_t i, n = b->n_conns;
+        Connection *c, *next;
+        struct timespec t0, t1;
+        char status[128];
+        long long ms;
+
+        snprintf(status, sizeof(status), "Shutting down: draining %zu clients", n);
+        systemd_notify_stopping(status);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (i = 0; i < b->n_listeners; i++)
+                listener_free(b->listeners[i]);
+        b->n_listeners = 0;
+        for (c = b->conns; c; c = next) {
+                next = c->next;
+                if (connection_goodbye(c, "the broker is shutting down", timeout) < 0)
+                        broker_drop_connection(b, c, NULL);
+        }
+        broker_flush_pending(b);
+        while (b->n_conns > 0 && timeout > 0 && !b->stop_now)
+                if (event_base_loop(b->base, EVLOOP_ONCE) < 0)
+                        return log_error_errno(EIO, "Event loop failed");
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms = (long long)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        if (b->n_conns > 0)
+                log_notice("Shut down after %lld ms: %zu of %zu clients had not read everything",
+                           ms, b->n_conns, n);
+        else if (n > 0)
+                log_info("Shut down after %lld ms: every client had its last messages", ms);
+        return 0;
+}
+
 int broker_run(Broker *b) {
         char status[256];
-        Connection *c;
         size_t i;
 
         for (i = 0; i < b->n_listeners; i++)
@@ -539,16 +585,7 @@ int broker_run(Broker *b) {
                 if (event_base_loop(b->base, EVLOOP_ONCE) < 0)
                         return log_error_errno(EIO, "Event loop failed");
         }
-        systemd_notify_stopping("Shutting down");
-        /* Stop taking clients, then give each queue one last chance. */
-        for (i = 0; i < b->n_listeners; i++)
-                listener_free(b->listeners[i]);
-        b->n_listeners = 0;
-        for (c = b->conns; c; c = c->next)
-                if (c->out_count > 0)
-                        broker_schedule_flush(b, c);
-        broker_flush_pending(b);
-        return 0;
+        return broker_drain(b);
 }
 
 void broker_json_string_n(FILE *f, const char *s, size_t len) {
@@ -696,7 +733,8 @@ static char *status_json(Broker *b, bool tables, size_t *ret_len) {
                 ",\"retained\":%zu,\"retained_bytes\":%zu"
                 ",\"messages_in\":%llu,\"messages_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu"
                 ",\"drops\":%llu,\"errors\":%llu,\"connections_total\":%llu"
-                ",\"connections_refused\":%llu,\"fds_held\":%zu,\"fd_budget\":%zu"
+                ",\"connections_refused\":%llu,\"handshake_timeouts\":%llu"
+                ",\"fds_held\":%zu,\"fd_budget\":%zu"
                 ",\"queued_bytes\":%zu,\"queued_fds\":%zu,\"internal_errors\":%llu"
                 ",\"requests\":%llu,\"replies\":%llu,\"requests_pending\":%zu"
                 ",\"request_timeouts\":%llu,\"late_replies\":%llu,\"no_responders\":%llu",
@@ -706,7 +744,8 @@ static char *status_json(Broker *b, bool tables, size_t *ret_len) {
                 (unsigned long long)b->stats.bytes_in, (unsigned long long)b->stats.bytes_out,
                 (unsigned long long)b->stats.drops, (unsigned long long)b->stats.errors,
                 (unsigned long long)b->stats.connections_total,
-                (unsigned long long)b->stats.connections_refused, b->held_fds, b->fd_budget,
+                (unsigned long long)b->stats.connections_refused,
+                (unsigned long long)b->stats.handshake_timeouts, b->held_fds, b->fd_budget,
                 queued_bytes, queued_fds, (unsigned long long)b->stats.internal_errors,
                 (unsigned long long)b->stats.requests, (unsigned long long)b->stats.replies,
                 b->n_pending, (unsigned long long)b->stats.request_timeouts,

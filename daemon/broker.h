@@ -41,6 +41,8 @@ typedef struct BrokerConfig {
         uint64_t max_bulk_size;
         size_t max_topics;
         size_t max_connections;
+        uint32_t hello_timeout_ms;    /* to complete the handshake */
+        uint32_t shutdown_timeout_ms; /* to drain the queues on SIGTERM */
 } BrokerConfig;
 
 /* Fills @cfg with the built-in defaults (socket_path NULL). */
@@ -75,6 +77,7 @@ typedef struct BrokerStats {
         uint64_t errors;          /* ERROR frames sent */
         uint64_t connections_total;
         uint64_t connections_refused;
+        uint64_t handshake_timeouts; /* closed for no HELLO in time */
         uint64_t internal_errors;  /* bugs caught by a consistency check */
         uint64_t requests, replies, request_timeouts, late_replies, no_responders;
 } BrokerStats;
@@ -124,6 +127,7 @@ struct Broker {
         size_t retained_count, retained_bytes;
         size_t fd_budget; /* at most this many: half of RLIMIT_NOFILE */
         bool stopping;
+        bool stop_now;    /* a second signal: no more draining */
 };
 
 /* Loads the configuration, then listens: on the sockets systemd passed,

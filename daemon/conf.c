@@ -57,6 +57,8 @@ static const ConfigLimits default_limits = {
         .max_topics = 65536,
         .retained_max_messages = 10000,
         .retained_max_bytes = 64 * MiB,
+        .hello_timeout_ms = 10000,
+        .shutdown_timeout_ms = 5000,
 };
 
 /* How a value is written in the file. */
@@ -98,6 +100,8 @@ enum {
         L_MAX_TOPICS,
         L_RETAINED_MAX_MESSAGES,
         L_RETAINED_MAX_BYTES,
+        L_HELLO_TIMEOUT,
+        L_SHUTDOWN_TIMEOUT,
         _L_MAX,
 };
 
@@ -123,6 +127,12 @@ static const LimitKey limit_keys[_L_MAX] = {
         [L_MAX_TOPICS] = LIMIT(max_topics, VALUE_COUNT, 1, 1u << 24),
         [L_RETAINED_MAX_MESSAGES] = LIMIT(retained_max_messages, VALUE_COUNT, 0, 1u << 24),
         [L_RETAINED_MAX_BYTES] = LIMIT(retained_max_bytes, VALUE_SIZE, 0, TiB),
+        [L_HELLO_TIMEOUT] = { "hello_timeout", VALUE_DURATION,
+                              offsetof(ConfigLimits, hello_timeout_ms), sizeof(uint64_t), 1,
+                              3600 * 1000 },
+        [L_SHUTDOWN_TIMEOUT] = { "shutdown_timeout", VALUE_DURATION,
+                                 offsetof(ConfigLimits, shutdown_timeout_ms), sizeof(uint64_t), 0,
+                                 3600 * 1000 },
 };
 
 static uint64_t limit_get(const ConfigLimits *l, size_t i) {

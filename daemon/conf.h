@@ -62,6 +62,8 @@ typedef struct ConfigLimits {
         uint32_t max_topics;               /* 65536 */
         uint32_t retained_max_messages;    /* 10000; 0 = no retained messages */
         uint64_t retained_max_bytes;       /* 64 MiB; 0 = no retained messages */
+        uint64_t hello_timeout_ms;         /* a new connection's time to say HELLO, 10 s */
+        uint64_t shutdown_timeout_ms;      /* SIGTERM: time to drain queues, 5 s; 0 = none */
 } ConfigLimits;
 
 /* Hard bounds the file cannot exceed. */

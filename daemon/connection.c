@@ -211,10 +211,15 @@ static void peer_comm(pid_t pid, char *buf, size_t size) {
 static void on_read(evutil_socket_t fd, short what, void *userdata);
 static void on_write(evutil_socket_t fd, short what, void *userdata);
 static void on_linger(evutil_socket_t fd, short what, void *userdata);
+static void on_hello_timeout(evutil_socket_t fd, short what, void *userdata);
 
 int connection_new(Connection **ret, Broker *b, int fd, uint32_t id, pid_t pid, uid_t uid,
                    gid_t gid) {
         Connection *c = calloc(1, sizeof(*c));
+        struct timeval hello = {
+                .tv_sec = b->config.hello_timeout_ms / 1000,
+                .tv_usec = (suseconds_t)(b->config.hello_timeout_ms % 1000) * 1000,
+        };
 
         if (!c) {
                 safe_close(fd);
@@ -235,7 +240,9 @@ int connection_new(Connection **ret, Broker *b, int fd, uint32_t id, pid_t pid, 
         }
         c->ev_read = event_new(b->base, fd, EV_READ | EV_PERSIST, on_read, c);
         c->ev_write = event_new(b->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
-        if (!c->ev_read || !c->ev_write || event_add(c->ev_read, NULL) < 0) {
+        c->ev_hello = evtimer_new(b->base, on_hello_timeout, c);
+        if (!c->ev_read || !c->ev_write || !c->ev_hello || event_add(c->ev_read, NULL) < 0 ||
+            evtimer_add(c->ev_hello, &hello) < 0) {
                 connection_free(c);
                 return -ENOMEM;
         }
@@ -305,6 +312,8 @@ Connection *connection_free(Connection *c) {
                 event_free(c->ev_write);
         if (c->ev_linger)
                 event_free(c->ev_linger);
+        if (c->ev_hello)
+                event_free(c->ev_hello);
         safe_close(c->fd);
         free(c);
         return NULL;
@@ -537,6 +546,39 @@ int connection_send(Connection *c, uint8_t kind, uint16_t flags, uint32_t type, 
         return r;
 }
 
+void connection_welcome_done(Connection *c) {
+        if (c->ev_hello) {
+                event_free(c->ev_hello);
+                c->ev_hello = NULL;
+        }
+}
+
+/* Reads nothing more; the connection goes once its queue is written, or
+ * when @linger_ms ran out. */
+static void stop_reading(Connection *c, uint32_t linger_ms) {
+        struct timeval tv = { .tv_sec = linger_ms / 1000, .tv_usec = (linger_ms % 1000) * 1000 };
+
+        c->closing = true;
+        event_del(c->ev_read);
+        if (!c->ev_linger && linger_ms > 0) {
+                c->ev_linger = evtimer_new(c->broker->base, on_linger, c);
+                if (c->ev_linger)
+                        evtimer_add(c->ev_linger, &tv);
+        }
+        broker_schedule_flush(c->broker, c);
+}
+
+int connection_goodbye(Connection *c, const char *reason, uint32_t linger_ms) {
+        if (!c->welcomed)
+                return -ECONNABORTED;
+        if (c->closing) /* a fatal ERROR is on its way: that is its last word */
+                return 0;
+        if (connection_send(c, WIRE_GOODBYE, 0, 0, 0, NULL, 0, NULL, 0, reason, strlen(reason)) < 0)
+                return -ECONNABORTED;
+        stop_reading(c, linger_ms);
+        return 0;
+}
+
 void connection_error(Connection *c, WireError code, unsigned ref_kind, uint64_t corr, bool fatal,
                       const char *fmt, ...) {
         uint8_t meta[WIRE_META_ERROR];
@@ -564,13 +606,7 @@ void connection_error(Connection *c, WireError code, unsigned ref_kind, uint64_t
         if (fatal || r < 0) {
                 /* Read nothing more; it closes once its queue (now ending
                  * with this ERROR) is written, or after a short linger. */
-                struct timeval linger = { .tv_sec = CONNECTION_LINGER_SEC };
-                c->closing = true;
-                event_del(c->ev_read);
-                c->ev_linger = evtimer_new(c->broker->base, on_linger, c);
-                if (c->ev_linger)
-                        evtimer_add(c->ev_linger, &linger);
-                broker_schedule_flush(c->broker, c);
+                stop_reading(c, CONNECTION_LINGER_SEC * 1000);
                 if (fatal) {
                         char f_id[32], f_pid[32], f_uid[32], f_err[64];
                         const char *fields[] = { f_id, f_pid, f_uid, f_err, NULL };
@@ -999,6 +1035,16 @@ static void on_write(evutil_socket_t fd, short what, void *userdata) {
         if (r < 0)
                 broker_drop_connection(b, c, r == -ECONNABORTED ? NULL : "write failed");
         /* Dropping it may have queued answers for others (responder gone). */
+        broker_flush_pending(b);
+}
+
+static void on_hello_timeout(evutil_socket_t fd, short what, void *userdata) {
+        Connection *c = userdata;
+        Broker *b = c->broker;
+
+        b->stats.handshake_timeouts++;
+        connection_error(c, WIRE_E_HANDSHAKE, 0, 0, true, "no HELLO within %u ms",
+                         b->config.hello_timeout_ms);
         broker_flush_pending(b);
 }
 

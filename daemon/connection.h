@@ -105,6 +105,7 @@ typedef struct Connection {
         struct event *ev_read;
         struct event *ev_write;
         struct event *ev_linger; /* closing: how long its last frames may take */
+        struct event *ev_hello;  /* until HELLO: how long the handshake may take */
         uint32_t id;
         pid_t pid;
         uid_t uid;
@@ -185,6 +186,18 @@ int connection_send(Connection *c, uint8_t kind, uint16_t flags, uint32_t type, 
  * @fatal the frame carries WIRE_F_FATAL, the connection stops reading, and
  * it is closed once the frame is written (or at once if it cannot be).
  */
+/* HELLO was accepted: the handshake timer stops. */
+void connection_welcome_done(Connection *c);
+
+/*
+ * The broker is shutting down: queues GOODBYE (with @reason as its text)
+ * after everything already queued, reads nothing more, and closes the
+ * connection once its queue is written or @linger_ms has passed (0: after
+ * the next write, whatever is left). A connection still in its handshake
+ * is closed at once. Returns -ECONNABORTED when @c must be dropped now.
+ */
+int connection_goodbye(Connection *c, const char *reason, uint32_t linger_ms);
+
 void connection_error(Connection *c, WireError code, unsigned ref_kind, uint64_t corr, bool fatal,
                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 

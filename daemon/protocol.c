@@ -58,6 +58,7 @@ static int handle_hello(Connection *c, const WireHeader *h, const uint8_t *meta,
         };
         wire_welcome_encode(out, &w);
         c->welcomed = true;
+        connection_welcome_done(c);
         return connection_send(c, WIRE_WELCOME, 0, 0, h->corr, out, sizeof(out), NULL, 0,
                                BROKER_VERSION_TEXT, strlen(BROKER_VERSION_TEXT));
 }

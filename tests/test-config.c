@@ -101,6 +101,8 @@ static void assert_limits_eq(const ConfigLimits *a, const ConfigLimits *b) {
         F(max_topics);
         F(retained_max_messages);
         F(retained_max_bytes);
+        F(hello_timeout_ms);
+        F(shutdown_timeout_ms);
 #undef F
 }
 
@@ -194,7 +196,8 @@ Test(defaults, example_file_mentions_every_key) {
                 "queue_messages:", "queue_fds:", "user_queue_bytes:", "user_fds:",
                 "max_payload:", "max_topic_length:", "max_fds_per_message:", "max_bulk_size:",
                 "bulk_threshold:", "max_pending_requests:", "request_timeout:", "max_topics:",
-                "retained_max_messages:", "retained_max_bytes:", "topics:", "pattern:", "types:",
+                "retained_max_messages:", "retained_max_bytes:", "hello_timeout:",
+                "shutdown_timeout:", "topics:", "pattern:", "types:",
                 "retain:", "overflow:", "max_fds:", "access:", "users:", "groups:", "publish:",
                 "subscribe:", "request:", "admin:", "logging:", "level:", "target:",
                 "stats_interval:",
