@@ -40,6 +40,11 @@ struct RouterGroup {
         RouterGroup *touched;  /* groups with cands in this publish */
 };
 
+/* Numbers every match, across all routers: an owner (a connection) can have
+ * subscriptions in several routers (messages, responders), and its epoch
+ * must never look current to one router because of a match in another. */
+static uint64_t match_epoch;
+
 struct Router {
         TrieNode *root;
         void (*retained_free)(void *);
@@ -489,7 +494,7 @@ size_t router_match(Router *r, const char *name, size_t len, uint32_t type, Rout
         };
         RouterGroup *g;
 
-        r->epoch++;
+        r->epoch = ++match_epoch;
         match_walk(&m, r->root, 0);
         for (g = m.touched; g; g = g->touched) {
                 group(g->cands, g->n_cands, &g->rr, userdata);

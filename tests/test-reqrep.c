@@ -684,3 +684,33 @@ Test(reqrep, ipcctl_monitor_human_and_filter) {
         ipcd_client_unref(pub);
         tb_stop(&tb);
 }
+
+/* A client that subscribes and serves: a message routed to its subscription
+ * must not hide its responder from the next request (the routers used to
+ * share a per-connection "already matched" mark with separate counters, so
+ * the first request after the first delivery found no responder). */
+Test(reqrep, responder_that_also_subscribes) {
+        ipcd_client *both = client("both"), *other = client("other");
+        Served s = { 0 };
+        Answer a = { 0 };
+        int got = 0, i;
+
+        cr_assert(eq(int, ipcd_client_subscribe(both, "news/#", NULL, 0, on_msg, &got, NULL), 0));
+        cr_assert(eq(int, ipcd_client_serve(both, "svc/both", NULL, 0, on_request, &s, NULL), 0));
+        for (i = 1; i <= 3; i++) {
+                cr_assert(eq(int, ipcd_client_publish(other, "news/x", 0, "n", 1, 0), 0));
+                while (got < i)
+                        cr_assert(ge(int, ipcd_client_wait(both, 2000), 0));
+                cr_assert(eq(int, ipcd_client_request(other, "svc/both", 1, "q", 1, NULL, 0, 2000,
+                                                      on_reply, &a),
+                             0));
+                while (a.n < i) {
+                        cr_assert(ge(int, ipcd_client_wait(both, 10), 0));
+                        cr_assert(ge(int, ipcd_client_wait(other, 10), 0));
+                }
+                cr_assert(eq(int, a.error, 0), "request %d: %s", i, strerror(-a.error));
+        }
+        ipcd_client_unref(both);
+        ipcd_client_unref(other);
+        tb_stop(&tb);
+}
