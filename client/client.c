@@ -42,6 +42,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -113,8 +114,11 @@ typedef struct Sub {
         void *userdata;
         /* rx index of the ACK: only messages after it are for us. */
         uint64_t active_from;
+        uint8_t wire_flags; /* SUBSCRIBE's sub_flags, to subscribe again */
         size_t filter_len;
         char *filter; /* NUL-terminated, in this allocation after the types */
+        size_t group_len;
+        char *group;  /* NULL, or NUL-terminated after the filter */
         size_t n_types;
         uint32_t types[];
 } Sub;
@@ -195,6 +199,30 @@ struct ipcd_client {
         ipcd_msg *live_reqs; /* request messages alive (see ipcd_msg.client) */
         int async_err; /* first ERROR for a fire-and-forget frame since the last sync */
         char last_error[512];
+
+        /* ipcd_client_set_batch(): publishes wait until this much is
+         * buffered (0: each one is written at once). */
+        size_t batch_bytes;
+
+        /* Reconnection (ipcd_client_set_reconnect()); off while
+         * reconnect_min_ms is 0. */
+        char *path;            /* the socket, kept to connect again */
+        char name[WIRE_MAX_CLIENT_NAME + 1];
+        int reconnect_min_ms, reconnect_max_ms;
+        int retry_fd;          /* timerfd: readable when the next attempt is due */
+        bool down_noted;       /* the loss is recorded (ev_down) */
+        bool goodbye;          /* the broker said GOODBYE before the loss */
+        unsigned attempts;     /* since the loss */
+        int next_delay_ms;
+        uint64_t down_since;   /* now_ms() of the loss */
+        uint64_t next_attempt; /* now_ms() of the next attempt */
+        char down_reason[512];
+        char up_reason[128];
+        ipcd_event_handler_t event_handler;
+        void *event_userdata;
+        /* Events not delivered yet (ipcd_client_process() delivers them). */
+        ipcd_event ev_down, ev_up;
+        bool ev_down_pending, ev_up_pending;
 };
 
 static uint64_t now_ms(void) {
@@ -323,6 +351,7 @@ static void tx_fds_clear(ipcd_client *c) {
  * sees the error. Unsent output (and its fds) is dropped. @fmt NULL keeps
  * the last error text. Returns @err.
  */
+static void note_down(ipcd_client *c);
 static int client_kill(ipcd_client *c, int err, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 static int client_kill(ipcd_client *c, int err, const char *fmt, ...) {
@@ -341,6 +370,8 @@ static int client_kill(ipcd_client *c, int err, const char *fmt, ...) {
         c->tx_pos += c->wend - c->wstart;
         c->wstart = c->wend = 0;
         tx_fds_clear(c);
+        if (c->reconnect_min_ms > 0)
+                note_down(c);
         return err;
 }
 
@@ -1429,6 +1460,11 @@ static int handle_frame(ipcd_client *c, const WireHeader *h, const uint8_t *fram
                 return handle_message(c, h, meta, topic, payload, fds, dispatch);
 
         case WIRE_GOODBYE:
+                c->goodbye = true;
+                if (h->payload_len > 0 && h->payload_len <= 200 &&
+                    utf8_printable((const char *)payload, h->payload_len))
+                        return client_kill(c, -ECONNRESET, "the broker said goodbye: %.*s",
+                                           (int)h->payload_len, (const char *)payload);
                 return client_kill(c, -ECONNRESET, "the broker is shutting down");
 
         case WIRE_REQUEST:
@@ -1604,13 +1640,60 @@ static int client_connect(ipcd_client *c, const char *path, uint64_t deadline) {
         }
 }
 
+/*
+ * Opens a connection to c->path and makes the handshake (HELLO, WELCOME),
+ * taking the broker's limits from WELCOME. c->fd is -1 and c->dead 0 on
+ * entry. Returns 0 or a negative errno (c->fd may then be open).
+ */
+static int client_open(ipcd_client *c, uint64_t deadline) {
+        uint8_t hello[WIRE_META_HELLO] = { 0 };
+        char *topic_buf;
+        Await a;
+        int r;
+
+        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (c->fd < 0)
+                return -errno;
+        r = client_connect(c, c->path, deadline);
+        if (r < 0)
+                return r;
+
+        a = (Await){ .corr = c->next_corr++, .want = WIRE_WELCOME };
+        r = tx_append(c, WIRE_HELLO, 0, 0, a.corr, hello, sizeof(hello), NULL, 0, c->name,
+                      strlen(c->name), NULL, 0);
+        if (r < 0)
+                return r;
+        r = client_block(c, &a, 0, deadline);
+        if (r < 0)
+                return r;
+        if (a.err < 0)
+                return a.err;
+
+        c->id = a.welcome.client_id;
+        c->max_payload = a.welcome.max_payload;
+        c->max_topic_len = a.welcome.max_topic_len;
+        c->max_types = WIRE_MAX_TYPES_PER_SUB;
+        if (a.welcome.max_types_per_sub > 0 && a.welcome.max_types_per_sub < c->max_types)
+                c->max_types = a.welcome.max_types_per_sub;
+        /* Fds per frame: the header has 8 bits, a sendmsg() carries 253. */
+        c->max_fds = a.welcome.max_fds < WIRE_MAX_FDS_PER_SENDMSG ? a.welcome.max_fds
+                                                                  : WIRE_MAX_FDS_PER_SENDMSG;
+        c->max_bulk_size = c->max_fds > 0 ? a.welcome.max_bulk_size : 0;
+        c->rx_limits.max_topic_len = (uint16_t)a.welcome.max_topic_len;
+        c->rx_limits.max_payload = RX_MAX_PAYLOAD;
+        if (a.welcome.max_payload > c->rx_limits.max_payload)
+                c->rx_limits.max_payload = a.welcome.max_payload;
+        topic_buf = realloc(c->topic_buf, c->max_topic_len + 1);
+        if (!topic_buf)
+                return -ENOMEM;
+        c->topic_buf = topic_buf;
+        c->welcomed = true;
+        return 0;
+}
+
 _public_ int ipcd_client_new(ipcd_client **ret, const char *socket_path, const char *name) {
         _cleanup_(ipcd_client_unrefp) ipcd_client *c = NULL;
         char path_buf[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
-        char name_buf[WIRE_MAX_CLIENT_NAME + 1];
-        uint8_t hello[WIRE_META_HELLO] = { 0 };
-        uint64_t deadline;
-        Await a;
         size_t len;
         int r;
 
@@ -1620,9 +1703,6 @@ _public_ int ipcd_client_new(ipcd_client **ret, const char *socket_path, const c
                 len = strlen(name);
                 if (len > WIRE_MAX_CLIENT_NAME || !utf8_printable(name, len))
                         return -EINVAL;
-        } else {
-                default_name(name_buf, sizeof(name_buf));
-                name = name_buf;
         }
         if (!socket_path) {
                 const char *e = getenv("IPCD_SOCKET");
@@ -1645,6 +1725,7 @@ _public_ int ipcd_client_new(ipcd_client **ret, const char *socket_path, const c
                 return -ENOMEM;
         c->n_ref = 1;
         c->fd = -1;
+        c->retry_fd = -1;
         c->timeout_ms = DEFAULT_TIMEOUT_MS;
         c->next_corr = 1;
         c->next_sub_id = 1;
@@ -1660,45 +1741,249 @@ _public_ int ipcd_client_new(ipcd_client **ret, const char *socket_path, const c
                 .max_fds = UINT8_MAX, /* a receiver takes what the broker sends */
         };
         snprintf(c->last_error, sizeof(c->last_error), "no error");
-
-        c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (c->fd < 0)
-                return -errno;
-
-        deadline = deadline_after(DEFAULT_TIMEOUT_MS);
-        r = client_connect(c, socket_path, deadline);
-        if (r < 0)
-                return r;
-
-        a = (Await){ .corr = c->next_corr++, .want = WIRE_WELCOME };
-        r = tx_append(c, WIRE_HELLO, 0, 0, a.corr, hello, sizeof(hello), NULL, 0, name,
-                      strlen(name), NULL, 0);
-        if (r < 0)
-                return r;
-        r = client_block(c, &a, 0, deadline);
-        if (r < 0)
-                return r;
-        if (a.err < 0)
-                return a.err;
-
-        c->id = a.welcome.client_id;
-        c->max_payload = a.welcome.max_payload;
-        c->max_topic_len = a.welcome.max_topic_len;
-        if (a.welcome.max_types_per_sub > 0 && a.welcome.max_types_per_sub < c->max_types)
-                c->max_types = a.welcome.max_types_per_sub;
-        /* Fds per frame: the header has 8 bits, a sendmsg() carries 253. */
-        c->max_fds = a.welcome.max_fds < WIRE_MAX_FDS_PER_SENDMSG ? a.welcome.max_fds
-                                                                  : WIRE_MAX_FDS_PER_SENDMSG;
-        c->max_bulk_size = c->max_fds > 0 ? a.welcome.max_bulk_size : 0;
-        c->rx_limits.max_topic_len = (uint16_t)a.welcome.max_topic_len;
-        if (a.welcome.max_payload > c->rx_limits.max_payload)
-                c->rx_limits.max_payload = a.welcome.max_payload;
-        c->topic_buf = malloc(c->max_topic_len + 1);
-        if (!c->topic_buf)
+        if (name)
+                memcpy(c->name, name, strlen(name) + 1);
+        else
+                default_name(c->name, sizeof(c->name));
+        c->path = strdup(socket_path);
+        if (!c->path)
                 return -ENOMEM;
-        c->welcomed = true;
 
+        r = client_open(c, deadline_after(DEFAULT_TIMEOUT_MS));
+        if (r < 0)
+                return r;
         *ret = TAKE_PTR(c);
+        return 0;
+}
+
+/* ---- reconnection ---- */
+
+static int sub_send(ipcd_client *c, Sub *s, Await *a);
+static void sub_remove(ipcd_client *c, Sub *s);
+static int req_fail(ipcd_client *c, Req *q, int error, bool dispatch);
+
+static bool reconnecting(const ipcd_client *c) {
+        return c->reconnect_min_ms > 0;
+}
+
+/* Arms the retry timer to fire in @ms (0 disarms it). Setting it also
+ * clears an expiry nobody read, so the fd is readable only when due. */
+static void retry_arm(ipcd_client *c, int ms) {
+        struct itimerspec its = { 0 };
+
+        if (c->retry_fd < 0)
+                return;
+        its.it_value.tv_sec = ms / 1000;
+        its.it_value.tv_nsec = (long)(ms % 1000) * 1000000L;
+        (void)timerfd_settime(c->retry_fd, 0, &its, NULL);
+}
+
+/* Records a loss (once): the DISCONNECTED event, and an attempt due now. */
+static void note_down(ipcd_client *c) {
+        size_t n = 0;
+        Req *q;
+
+        if (c->down_noted)
+                return;
+        c->down_noted = true;
+        c->attempts = 0;
+        c->next_delay_ms = c->reconnect_min_ms;
+        c->next_attempt = now_ms();
+        if (c->ev_down_pending && c->ev_up_pending) {
+                /* The application has not heard of the last loss or of the
+                 * reconnection yet: one DISCONNECTED covers both. */
+                c->ev_up_pending = false;
+                return;
+        }
+        c->down_since = c->next_attempt;
+        for (q = c->reqs; q; q = q->next)
+                n++;
+        snprintf(c->down_reason, sizeof(c->down_reason), "%s", c->last_error);
+        c->ev_down = (ipcd_event){
+                .type = IPCD_EVENT_DISCONNECTED,
+                .error = c->dead,
+                .goodbye = c->goodbye,
+                .requests_failed = n,
+                .reason = c->down_reason,
+        };
+        c->ev_down_pending = true;
+}
+
+/* Forgets the lost connection: its socket, buffers, fds in flight, and the
+ * requests that were waiting on it (their failure is queued for the next
+ * ipcd_client_process()). */
+static void connection_reset(ipcd_client *c) {
+        int err = c->dead ? c->dead : -ECONNRESET;
+        Req *q;
+
+        c->fd = safe_close(c->fd);
+        c->rstart = c->rend = 0;
+        c->rx_need = WIRE_HEADER_SIZE;
+        fdq_clear(&c->rx_fds, false);
+        c->tx_pos += c->wend - c->wstart;
+        c->wstart = c->wend = 0;
+        tx_fds_clear(c);
+        c->welcomed = false;
+        c->goodbye = false;
+        c->async_err = 0;
+        while ((q = c->reqs)) {
+                c->reqs = q->next;
+                (void)req_fail(c, q, err, false);
+        }
+        /* Requests from the old connection can no longer be answered. */
+        while (c->live_reqs)
+                client_forget_request(c->live_reqs);
+        c->dead = 0;
+        c->dead_reported = false;
+}
+
+/* Makes every subscription again, with its old id. One the broker refuses
+ * now is removed (counted in *refused); a failure of the connection itself
+ * is returned. */
+static int resubscribe(ipcd_client *c, size_t *restored, size_t *refused) {
+        Sub *s, *next;
+        Await a;
+        int r;
+
+        for (s = c->subs; s; s = next) {
+                next = s->next;
+                if (s->dead)
+                        continue;
+                r = sub_send(c, s, &a);
+                if (r >= 0) {
+                        (*restored)++;
+                        continue;
+                }
+                if (c->dead || r == -ETIMEDOUT || r == -ENOMEM)
+                        return r;
+                (*refused)++;
+                sub_remove(c, s);
+        }
+        return 0;
+}
+
+/*
+ * Connects again if an attempt is due: handshake, then every subscription.
+ * Never from inside a handler, nor while frames of the old connection wait
+ * to be dispatched. On failure the next attempt is scheduled (doubling
+ * delay) and the retry timer armed.
+ */
+static void try_reconnect(ipcd_client *c) {
+        size_t restored = 0, refused = 0;
+        uint64_t now, x;
+        int r;
+
+        if (!c->dead || !reconnecting(c) || c->dispatching || rx_has_frame(c))
+                return;
+        note_down(c);
+        if (c->retry_fd >= 0)
+                (void)!read(c->retry_fd, &x, sizeof(x));
+        now = now_ms();
+        if (now < c->next_attempt) {
+                retry_arm(c, (int)(c->next_attempt - now) + 1);
+                return;
+        }
+        c->attempts++;
+        connection_reset(c);
+        r = client_open(c, deadline_after(c->timeout_ms > 0 ? c->timeout_ms : DEFAULT_TIMEOUT_MS));
+        if (r >= 0)
+                r = resubscribe(c, &restored, &refused);
+        if (r < 0) {
+                (void)client_kill(c, r, "not connected to the broker: attempt %u to connect again "
+                                        "failed (%s); the connection was lost: %s",
+                                  c->attempts, strerror(-r), c->down_reason);
+                c->dead = r;
+                c->fd = safe_close(c->fd);
+                c->next_attempt = now_ms() + (uint64_t)c->next_delay_ms;
+                retry_arm(c, c->next_delay_ms);
+                if (c->next_delay_ms < c->reconnect_max_ms / 2)
+                        c->next_delay_ms *= 2;
+                else
+                        c->next_delay_ms = c->reconnect_max_ms;
+                return;
+        }
+        retry_arm(c, 0);
+        c->down_noted = false;
+        snprintf(c->up_reason, sizeof(c->up_reason),
+                 "connected again after %" PRIu64 " ms (%u attempts): %zu subscriptions restored, "
+                 "%zu refused", now_ms() - c->down_since, c->attempts, restored, refused);
+        c->ev_up = (ipcd_event){
+                .type = IPCD_EVENT_RECONNECTED,
+                .attempts = c->attempts,
+                .down_ms = now_ms() - c->down_since,
+                .restored = restored,
+                .refused = refused,
+                .reason = c->up_reason,
+        };
+        c->ev_up_pending = true;
+}
+
+/* Calls the event handler with what happened, in order. */
+static void deliver_events(ipcd_client *c) {
+        ipcd_event ev;
+
+        while (c->ev_down_pending || c->ev_up_pending) {
+                if (c->ev_down_pending) {
+                        ev = c->ev_down;
+                        c->ev_down_pending = false;
+                } else {
+                        ev = c->ev_up;
+                        c->ev_up_pending = false;
+                }
+                if (!c->event_handler)
+                        continue;
+                c->dispatching++;
+                c->event_handler(c, &ev, c->event_userdata);
+                c->dispatching--;
+        }
+}
+
+/* For a call that needs the connection: 0 when there is one (made again
+ * if that is due), else the error to return. */
+static int client_need_connection(ipcd_client *c) {
+        if (!c->dead)
+                return 0;
+        if (!reconnecting(c))
+                return client_dead_error(c);
+        try_reconnect(c);
+        if (!c->dead)
+                return 0;
+        set_error(c, "not connected to the broker (reconnecting): %s", c->down_reason);
+        return -ENOTCONN;
+}
+
+_public_ int ipcd_client_set_reconnect(ipcd_client *c, int min_delay_ms, int max_delay_ms) {
+        if (!c || min_delay_ms < 0 || max_delay_ms < 0)
+                return -EINVAL;
+        if (min_delay_ms > 0 && c->retry_fd < 0) {
+                c->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+                if (c->retry_fd < 0)
+                        return -errno;
+        }
+        c->reconnect_min_ms = min_delay_ms;
+        c->reconnect_max_ms = max_delay_ms > min_delay_ms ? max_delay_ms : min_delay_ms;
+        if (min_delay_ms > 0 && c->dead)
+                note_down(c);
+        return 0;
+}
+
+_public_ int ipcd_client_set_event_handler(ipcd_client *c, ipcd_event_handler_t handler,
+                                           void *userdata) {
+        if (!c)
+                return -EINVAL;
+        c->event_handler = handler;
+        c->event_userdata = userdata;
+        return 0;
+}
+
+_public_ bool ipcd_client_is_connected(ipcd_client *c) {
+        return c && !c->dead && c->welcomed;
+}
+
+_public_ int ipcd_client_set_batch(ipcd_client *c, size_t bytes) {
+        if (!c)
+                return -EINVAL;
+        c->batch_bytes = bytes;
         return 0;
 }
 
@@ -1719,6 +2004,8 @@ _public_ ipcd_client *ipcd_client_unref(ipcd_client *c) {
                 (void)client_block(c, NULL, 0, deadline_after(c->timeout_ms));
         }
         safe_close(c->fd);
+        safe_close(c->retry_fd);
+        free(c->path);
         fdq_clear(&c->tx_fds, true);
         fdq_clear(&c->rx_fds, true);
         free(c->txf);
@@ -1840,8 +2127,11 @@ static int send_payload(ipcd_client *c, uint8_t kind, uint64_t corr, const char 
             (flags & ~(IPCD_PUBLISH_MORE | IPCD_PUBLISH_ACK | IPCD_PUBLISH_RETAIN)) ||
             (kind != WIRE_PUBLISH && flags != 0))
                 return -EINVAL;
-        if (c->dead)
-                return client_dead_error(c);
+        if (kind == WIRE_REPLY && c->dead)
+                return client_dead_error(c); /* a reply belongs to this connection */
+        r = client_need_connection(c);
+        if (r < 0)
+                return r;
         if (kind != WIRE_REPLY) {
                 topic_len = strlen(topic);
                 tc = topic_name_check(topic, topic_len, c->max_topic_len);
@@ -1970,7 +2260,9 @@ static int send_payload(ipcd_client *c, uint8_t kind, uint64_t corr, const char 
                 Await a = { .corr = corr, .want = WIRE_ACK };
                 return client_request(c, &a);
         }
-        if (!(flags & IPCD_PUBLISH_MORE)) {
+        /* Batching: publishes wait until batch_bytes are buffered. */
+        if (!(flags & IPCD_PUBLISH_MORE) &&
+            !(kind == WIRE_PUBLISH && c->batch_bytes > 0 && c->wend - c->wstart < c->batch_bytes)) {
                 (void)tx_write(c);
                 if (c->dead)
                         return client_dead_error(c);
@@ -2010,11 +2302,35 @@ _public_ int ipcd_client_set_bulk_threshold(ipcd_client *c, size_t bytes) {
 }
 
 /* Subscribes (@handler) or serves (@req_handler, no group, no flags). */
+/* Sends SUBSCRIBE for @s and waits for the broker's answer. Returns 0 or a
+ * negative errno (the broker's refusal, or the failure to get it). */
+static int sub_send(ipcd_client *c, Sub *s, Await *a) {
+        uint8_t meta[WIRE_META_SUBSCRIBE], payload[4 * WIRE_MAX_TYPES_PER_SUB + UINT8_MAX];
+        size_t i;
+        int r;
+
+        for (i = 0; i < s->n_types; i++)
+                le32_write(payload + 4 * i, s->types[i]);
+        if (s->group_len > 0)
+                memcpy(payload + 4 * s->n_types, s->group, s->group_len);
+        wire_subscribe_encode(meta, &(WireSubscribe){
+                                            .sub_id = s->id,
+                                            .n_types = (uint16_t)s->n_types,
+                                            .group_len = (uint8_t)s->group_len,
+                                            .flags = s->wire_flags,
+                                    });
+        *a = (Await){ .corr = c->next_corr++, .want = WIRE_ACK };
+        r = tx_append(c, WIRE_SUBSCRIBE, 0, 0, a->corr, meta, sizeof(meta), s->filter,
+                      s->filter_len, payload, 4 * s->n_types + s->group_len, NULL, 0);
+        if (r < 0)
+                return r;
+        return client_request(c, a);
+}
+
 static int subscribe(ipcd_client *c, const char *filter, const uint32_t *types, size_t n_types,
                      const char *group, unsigned flags, ipcd_msg_handler_t handler,
                      ipcd_request_handler_t req_handler, void *userdata, uint32_t *ret_id) {
-        uint8_t meta[WIRE_META_SUBSCRIBE], payload[4 * WIRE_MAX_TYPES_PER_SUB + UINT8_MAX];
-        size_t filter_len, group_len = 0, i;
+        size_t filter_len, group_len = 0;
         TopicCheck tc;
         Await a;
         Sub *s;
@@ -2023,8 +2339,9 @@ static int subscribe(ipcd_client *c, const char *filter, const uint32_t *types, 
         if (!c || !filter || !handler == !req_handler || (!types && n_types > 0) ||
             (flags & ~IPCD_SUBSCRIBE_NO_RETAINED) || (req_handler && (group || flags)))
                 return -EINVAL;
-        if (c->dead)
-                return client_dead_error(c);
+        r = client_need_connection(c);
+        if (r < 0)
+                return r;
         filter_len = strlen(filter);
         tc = topic_filter_check(filter, filter_len, c->max_topic_len);
         if (tc != TOPIC_OK) {
@@ -2044,7 +2361,8 @@ static int subscribe(ipcd_client *c, const char *filter, const uint32_t *types, 
                 return -E2BIG;
         }
 
-        s = malloc(sizeof(*s) + n_types * sizeof(uint32_t) + filter_len + 1);
+        s = malloc(sizeof(*s) + n_types * sizeof(uint32_t) + filter_len + 1 +
+                   (group ? group_len + 1 : 0));
         if (!s) {
                 set_error(c, "out of memory");
                 return -ENOMEM;
@@ -2055,32 +2373,23 @@ static int subscribe(ipcd_client *c, const char *filter, const uint32_t *types, 
                 .req_handler = req_handler,
                 .responder = req_handler != NULL,
                 .userdata = userdata,
+                .wire_flags = (uint8_t)(((flags & IPCD_SUBSCRIBE_NO_RETAINED) ? WIRE_SUB_F_NO_RETAINED
+                                                                               : 0) |
+                                        (req_handler ? WIRE_SUB_F_RESPONDER : 0)),
                 .filter_len = filter_len,
+                .group_len = group_len,
                 .n_types = n_types,
         };
+        if (n_types > 0)
+                memcpy(s->types, types, n_types * sizeof(uint32_t));
         s->filter = (char *)(s->types + n_types);
         memcpy(s->filter, filter, filter_len + 1);
-        for (i = 0; i < n_types; i++) {
-                s->types[i] = types[i];
-                le32_write(payload + 4 * i, types[i]);
+        if (group) {
+                s->group = s->filter + filter_len + 1;
+                memcpy(s->group, group, group_len + 1);
         }
-        if (group_len > 0)
-                memcpy(payload + 4 * n_types, group, group_len);
-        wire_subscribe_encode(meta, &(WireSubscribe){
-                                            .sub_id = s->id,
-                                            .n_types = (uint16_t)n_types,
-                                            .group_len = (uint8_t)group_len,
-                                            .flags = (uint8_t)(((flags & IPCD_SUBSCRIBE_NO_RETAINED)
-                                                                        ? WIRE_SUB_F_NO_RETAINED
-                                                                        : 0) |
-                                                               (req_handler ? WIRE_SUB_F_RESPONDER : 0)),
-                                    });
 
-        a = (Await){ .corr = c->next_corr++, .want = WIRE_ACK };
-        r = tx_append(c, WIRE_SUBSCRIBE, 0, 0, a.corr, meta, sizeof(meta), filter, filter_len,
-                      payload, 4 * n_types + group_len, NULL, 0);
-        if (r >= 0)
-                r = client_request(c, &a);
+        r = sub_send(c, s, &a);
         if (r == -ETIMEDOUT && !c->dead) {
                 /* The broker may still make it: take it back, so that it
                  * takes no share of a group's messages that nobody would
@@ -2234,7 +2543,8 @@ _public_ int ipcd_client_unsubscribe(ipcd_client *c, uint32_t id) {
          * messages already queued. */
         sub_remove(c, s);
         if (c->dead)
-                return client_dead_error(c);
+                /* Reconnecting: the next connection will not have it. */
+                return reconnecting(c) ? 0 : client_dead_error(c);
 
         le32_write(meta, id);
         le32_write(meta + 4, 0);
@@ -2249,6 +2559,9 @@ _public_ int ipcd_client_unsubscribe(ipcd_client *c, uint32_t id) {
 _public_ int ipcd_client_get_fd(ipcd_client *c) {
         if (!c)
                 return -EINVAL;
+        /* Reconnecting with no socket: the timer of the next attempt. */
+        if (c->fd < 0 && reconnecting(c))
+                return c->retry_fd;
         return c->fd;
 }
 
@@ -2261,12 +2574,13 @@ _public_ int ipcd_client_get_events(ipcd_client *c) {
 _public_ int ipcd_client_process(ipcd_client *c) {
         size_t budget = RX_BUDGET;
         int n = 0, err = 0, r;
+        bool lost;
 
         if (!c)
                 return -EINVAL;
         if (c->dispatching)
                 return -EBUSY;
-        if (c->dead && !c->queue_head && !rx_has_frame(c) && !c->reqs)
+        if (c->dead && !c->queue_head && !rx_has_frame(c) && !c->reqs && !reconnecting(c))
                 return client_dead_error(c);
 
         /* A handler may drop the application's last reference. */
@@ -2308,12 +2622,24 @@ _public_ int ipcd_client_process(ipcd_client *c) {
         /* Requests still pending on a lost connection get their answer. */
         if (c->dead)
                 n += reqs_fail_all(c);
+        lost = c->dead != 0;
+        /* Connect again when that is due (messages that came with the
+         * resubscriptions, retained ones first, are dispatched right
+         * away); then tell the application. */
+        if (lost && reconnecting(c)) {
+                try_reconnect(c);
+                if (!c->dead)
+                        n += dispatch_queue(c);
+        }
+        deliver_events(c);
         /* Answers to PINGs, and what handlers published. */
         if (!c->dead)
                 (void)tx_write(c);
 
         if (n > 0)
                 r = n;
+        else if (lost && reconnecting(c))
+                r = 0; /* the events tell; the client goes on */
         else if (c->dead)
                 r = client_dead_error(c);
         else
@@ -2340,17 +2666,21 @@ _public_ int ipcd_client_wait(ipcd_client *c, int timeout_ms) {
                 t = remaining_ms(deadline);
                 if (t == 0)
                         return 0;
-                pfd = (struct pollfd){ .fd = c->fd, .events = (short)ipcd_client_get_events(c) };
+                pfd = (struct pollfd){ .fd = ipcd_client_get_fd(c),
+                                       .events = (short)ipcd_client_get_events(c) };
                 if (poll(&pfd, 1, t) < 0)
                         return -errno;
         }
 }
 
 _public_ int ipcd_client_flush(ipcd_client *c) {
+        int r;
+
         if (!c)
                 return -EINVAL;
-        if (c->dead)
-                return client_dead_error(c);
+        r = client_need_connection(c);
+        if (r < 0)
+                return r;
         return client_block(c, NULL, 0, deadline_after(c->timeout_ms));
 }
 
@@ -2360,6 +2690,8 @@ _public_ int ipcd_client_sync(ipcd_client *c) {
 
         if (!c)
                 return -EINVAL;
+        if (reconnecting(c) && c->dead)
+                return client_need_connection(c);
         if (!c->dead) {
                 a = (Await){ .corr = c->next_corr++, .want = WIRE_PONG };
                 r = tx_append(c, WIRE_PING, 0, 0, a.corr, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
@@ -2401,8 +2733,9 @@ _public_ int ipcd_client_admin_full(ipcd_client *c, const char *command, const c
 
         if (!c || !command)
                 return -EINVAL;
-        if (c->dead)
-                return client_dead_error(c);
+        r = client_need_connection(c);
+        if (r < 0)
+                return r;
         len = strlen(command);
         tc = topic_name_check(command, len, c->max_topic_len);
         if (tc != TOPIC_OK) {

@@ -96,6 +96,56 @@ typedef struct ipcd_client ipcd_client;
 /* A received message. Opaque, reference counted. */
 typedef struct ipcd_msg ipcd_msg;
 
+/* Connection events (ipcd_client_set_event_handler()). */
+enum {
+        IPCD_EVENT_DISCONNECTED = 1, /* the connection was lost; reconnecting */
+        IPCD_EVENT_RECONNECTED = 2,  /* connected again, subscriptions restored */
+};
+
+/*
+ * What an event says. The library owns it; it is valid during the handler
+ * call. Fields may be added at the end in later versions.
+ */
+typedef struct ipcd_event {
+        int type;   /* IPCD_EVENT_* */
+        /* DISCONNECTED: why, as a negative errno (-ECONNRESET when the
+         * broker closed the connection or went away, -EPIPE, -EPROTO, the
+         * errno of a fatal broker error, ...); the text was in
+         * ipcd_client_last_error() when it happened and is in @reason. */
+        int error;
+        /* DISCONNECTED: the broker announced its shutdown (GOODBYE) first:
+         * everything it had queued for this client arrived before it. */
+        bool goodbye;
+        /* DISCONNECTED: pending ipcd_client_request()s that failed with
+         * @error (their reply handlers have run or run next). */
+        size_t requests_failed;
+        /* RECONNECTED: connection attempts it took, and how long the
+         * client had no connection, in milliseconds. Messages published
+         * by others during that time were not delivered to this client
+         * (retained messages are sent again on resubscribing, with
+         * IPCD_MSG_RETAINED, unless the subscription said
+         * IPCD_SUBSCRIBE_NO_RETAINED); publishes this client tried meanwhile
+         * failed with -ENOTCONN. */
+        unsigned attempts;
+        uint64_t down_ms;
+        /* RECONNECTED: subscriptions (ipcd_client_subscribe*(),
+         * ipcd_client_serve()) made again with their old ids and handlers,
+         * and those the broker refused this time (for example, the access
+         * rules changed): these are gone, as if unsubscribed. */
+        size_t restored;
+        size_t refused;
+        /* A human-readable summary, NUL-terminated. */
+        const char *reason;
+} ipcd_event;
+
+/*
+ * An event handler, called from ipcd_client_process() and
+ * ipcd_client_wait() (never from inside other calls), like message
+ * handlers. After either event the fd to watch has changed: read
+ * ipcd_client_get_fd() again and re-register it with the event loop.
+ */
+typedef void (*ipcd_event_handler_t)(ipcd_client *c, const ipcd_event *ev, void *userdata);
+
 /*
  * A subscription's message handler. Called from ipcd_client_process() or
  * ipcd_client_wait() only, once per matching subscription (see
@@ -470,6 +520,56 @@ int ipcd_client_flush(ipcd_client *c);
  * -ECONNRESET, -EPIPE, -EPROTO, -ENOTCONN, -ENOMEM.
  */
 int ipcd_client_sync(ipcd_client *c);
+
+/*
+ * Automatic batching of publishes. With @bytes > 0, ipcd_client_publish()
+ * (and its _fds and _memfd variants) without IPCD_PUBLISH_MORE no longer
+ * writes each message at once: messages collect in the output buffer and
+ * leave in one system call when @bytes or more are waiting, and whenever
+ * the library writes anyway: ipcd_client_flush(), ipcd_client_sync(),
+ * ipcd_client_process() and ipcd_client_wait() (so an application that
+ * runs its loop, polling with ipcd_client_get_events(), which asks for
+ * POLLOUT while anything waits, sends them at its next iteration), any
+ * blocking call, a request or reply, and the last ipcd_client_unref().
+ * A program that publishes and then sleeps without any of those must call
+ * ipcd_client_flush() first. 16 KiB to 64 KiB is a good size: many small
+ * messages per system call, little delay. @bytes 0 (the default) writes
+ * every publish at once. Returns 0 or -EINVAL.
+ */
+int ipcd_client_set_batch(ipcd_client *c, size_t bytes);
+
+/*
+ * Automatic reconnection. With @min_delay_ms > 0, a lost connection (the
+ * broker restarted, or was stopped and comes back) no longer ends the
+ * client: the library connects again, repeats the handshake and makes
+ * every subscription and ipcd_client_serve() registration again, with the
+ * same ids and handlers. The first attempt is immediate, then after
+ * @min_delay_ms, doubling up to @max_delay_ms (at least @min_delay_ms).
+ * Attempts are made from ipcd_client_process()/ipcd_client_wait() (and
+ * from any call that needs the connection, once one is due); while there
+ * is no connection:
+ *  - ipcd_client_get_fd() returns a timer fd that becomes readable when the
+ *    next attempt is due; process and wait return 0, not an error;
+ *  - publishing, requests, subscribing, admin and sync fail at once with
+ *    -ENOTCONN (nothing is queued for later), and
+ *    ipcd_client_last_error() says that the client is reconnecting;
+ *  - pending requests fail with the error that ended the connection;
+ *    requests received from the broker can no longer be answered
+ *    (ipcd_msg_reply() returns -ENOTCONN).
+ * The event handler (ipcd_client_set_event_handler()) hears of the loss
+ * and of the new connection, with what may have been missed. A fatal
+ * error that the broker sent for this client's own fault (a protocol
+ * violation, a slow consumer cut off) is reconnected like any other loss.
+ * @min_delay_ms 0 turns it off (the default: a lost connection is final).
+ * Returns 0, -EINVAL (negative delays), or the errno of timerfd_create().
+ */
+int ipcd_client_set_reconnect(ipcd_client *c, int min_delay_ms, int max_delay_ms);
+
+/* Sets the connection event handler (NULL: none). Returns 0 or -EINVAL. */
+int ipcd_client_set_event_handler(ipcd_client *c, ipcd_event_handler_t handler, void *userdata);
+
+/* Whether the client has a working connection now. */
+bool ipcd_client_is_connected(ipcd_client *c);
 
 /*
  * The explanation of the last error: the broker's text of the last ERROR
