@@ -27,7 +27,8 @@
  *    call that noticed returns the error that ended it (-ECONNRESET, -EPIPE,
  *    -EPROTO, or the errno of the broker's fatal error) and every later call
  *    returns -ENOTCONN. ipcd_client_last_error() says why. A dead client
- *    must still be released with ipcd_client_unref().
+ *    must still be released with ipcd_client_unref(). (Unless reconnection
+ *    is on: see ipcd_client_set_reconnect().)
  *  - "Blocking" calls wait at most the client's timeout (see
  *    ipcd_client_set_timeout(), 5 s by default) and return -ETIMEDOUT when
  *    it expires. They restart by themselves when a signal interrupts them.
