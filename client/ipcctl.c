@@ -55,6 +55,7 @@
 
 static const char *arg_socket;
 static int arg_timeout_ms = 5000;
+static bool arg_reconnect;
 
 static void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void log_error(const char *fmt, ...) {
@@ -151,6 +152,16 @@ static int64_t now_ms(void) {
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* --reconnect: say on stderr what happens to the connection. */
+static void on_connection_event(ipcd_client *c, const ipcd_event *ev, void *userdata) {
+        (void)c;
+        (void)userdata;
+        if (ev->type == IPCD_EVENT_DISCONNECTED)
+                log_error("connection to the broker lost (%s); reconnecting", ev->reason);
+        else if (ev->type == IPCD_EVENT_RECONNECTED)
+                log_error("%s; messages published meanwhile were missed", ev->reason);
+}
+
 static int connect_broker(ipcd_client **ret) {
         ipcd_client *c = NULL;
         int r;
@@ -164,6 +175,15 @@ static int connect_broker(ipcd_client **ret) {
                 return r == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_CONNECT;
         }
         (void)ipcd_client_set_timeout(c, arg_timeout_ms > 0 ? arg_timeout_ms : -1);
+        if (arg_reconnect) {
+                r = ipcd_client_set_reconnect(c, 100, 2000);
+                if (r < 0) {
+                        log_error("cannot set up reconnection: %s", strerror(-r));
+                        ipcd_client_unref(c);
+                        return EXIT_CONNECT;
+                }
+                (void)ipcd_client_set_event_handler(c, on_connection_event, NULL);
+        }
         *ret = c;
         return 0;
 }
@@ -2324,6 +2344,8 @@ static void help(void) {
                "                       + /ipcd.sock)\n"
                "  -t --timeout SECONDS how long to wait for each answer of the broker\n"
                "                       (default 5, 0 waits forever)\n"
+               "  -r --reconnect       sub, serve, monitor: survive a broker restart\n"
+               "                       (connect again, subscribe again)\n"
                "  -h --help            show this help\n"
                "     --version         show the version\n"
                "\n"
@@ -2340,6 +2362,7 @@ int main(int argc, char **argv) {
         static const struct option options[] = {
                 { "socket", required_argument, NULL, 's' },
                 { "timeout", required_argument, NULL, 't' },
+                { "reconnect", no_argument, NULL, 'r' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, 'V' },
                 {},
@@ -2348,7 +2371,7 @@ int main(int argc, char **argv) {
         int o;
 
         /* '+': stop at the command; its options are its own. */
-        while ((o = getopt_long(argc, argv, "+:s:t:h", options, NULL)) >= 0) {
+        while ((o = getopt_long(argc, argv, "+:s:t:rh", options, NULL)) >= 0) {
                 switch (o) {
                 case 's':
                         if (!*optarg)
@@ -2358,6 +2381,9 @@ int main(int argc, char **argv) {
                 case 't':
                         if (parse_seconds(optarg, &arg_timeout_ms) < 0)
                                 return usage_error(NULL, "invalid --timeout '%s'", optarg);
+                        break;
+                case 'r':
+                        arg_reconnect = true;
                         break;
                 case 'h':
                         help();

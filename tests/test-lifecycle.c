@@ -579,3 +579,56 @@ Test(batch, process_writes_the_batch) {
         close(s);
         tb_stop(&tb);
 }
+
+/* ipcctl --reconnect sub keeps its subscription across a restart. */
+Test(reconnect, ipcctl_sub_reconnects) {
+        const char *bin = getenv("IPCCTL_BIN");
+        char out[128], buf[512] = "";
+        ipcd_client *p = NULL;
+        int status = 0, fd;
+        ssize_t n;
+        pid_t pid;
+
+        cr_assert(is_true(bin != NULL), "IPCCTL_BIN is not set");
+        tb_start(&tb, NULL);
+        /* Outside the broker's directory, which the restart removes. */
+        snprintf(out, sizeof(out), "/tmp/ipcd-life-sub-XXXXXX");
+        fd = mkstemp(out);
+        cr_assert(ge(int, fd, 0));
+        close(fd);
+        pid = fork();
+        cr_assert(ge(int, pid, 0));
+        if (pid == 0) {
+                int o = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                if (o < 0 || dup2(o, STDOUT_FILENO) < 0)
+                        _exit(120);
+                execl(bin, bin, "-s", tb.sock, "--reconnect", "sub", "a/#", "--count", "1",
+                      "--timeout", "20", (char *)NULL);
+                _exit(127);
+        }
+        /* Once it has subscribed, restart the broker under it. */
+        fd = raw_client(&tb, "probe", NULL);
+        for (long end = now_ms() + 5000; raw_status_number(fd, "subscriptions") < 1;) {
+                cr_assert(lt(long, now_ms(), end), "ipcctl sub did not subscribe");
+                usleep(10000);
+        }
+        close(fd);
+        restart_broker(NULL);
+        /* Publish until the resubscribed ipcctl has taken one and exited. */
+        cr_assert(eq(int, ipcd_client_new(&p, tb.sock, "pub"), 0));
+        for (long end = now_ms() + 10000; waitpid(pid, &status, WNOHANG) == 0;) {
+                cr_assert(lt(long, now_ms(), end), "ipcctl sub did not get the message");
+                cr_assert(eq(int, ipcd_client_publish(p, "a/b", 0, "again", 5, 0), 0));
+                usleep(20000);
+        }
+        cr_assert(is_true(WIFEXITED(status) && WEXITSTATUS(status) == 0));
+        fd = open(out, O_RDONLY | O_CLOEXEC);
+        cr_assert(ge(int, fd, 0));
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        unlink(out);
+        cr_assert(gt(int, (int)n, 0));
+        cr_assert(not(eq(ptr, strstr(buf, "again"), NULL)), "ipcctl printed: %s", buf);
+        ipcd_client_unref(p);
+        tb_stop(&tb);
+}
