@@ -542,7 +542,7 @@ static void route_message(Broker *b, Fanout *f, uint32_t type, uint16_t flags, u
         /* Monitors watch the clients' traffic, not the broker's own. */
         f->record = b->n_monitors > 0 && f->from;
         b->n_rcpt = 0;
-        router_match(b->router, f->name, f->name_len, type, deliver, deliver_group, f);
+        router_match_topic(b->router, f->topic, f->name, f->name_len, type, deliver, deliver_group, f);
         if (f->record)
                 monitor_event(b, "publish", f->name, f->name_len, type, pid, uid,
                               f->from ? f->from->id : 0, f->body->data + f->name_len,

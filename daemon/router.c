@@ -51,6 +51,7 @@ struct Router {
         RouterGroup *groups;
         size_t n_groups;
         uint64_t epoch;
+        uint64_t shape;  /* changes whenever a node is added or freed */
         size_t n_subs;
         size_t n_topics;
         size_t n_nodes;
@@ -77,6 +78,7 @@ static TrieNode *node_new(Router *r, TrieNode *parent, const char *level, size_t
         n->level_hash = level_hash(level, len);
         memcpy(n->level, level, len);
         r->n_nodes++;
+        r->shape++;
         return n;
 }
 
@@ -182,6 +184,7 @@ static void node_prune(Router *r, TrieNode *n) {
                         child_delete(p, n);
                 free(n);
                 r->n_nodes--;
+                r->shape++;
                 n = p;
         }
 }
@@ -237,6 +240,8 @@ static void node_free_tree(Router *r, TrieNode *n) {
         for (Subscription *s = n->subs; s; s = s->node_next)
                 s->node = NULL;
         free(n->children);
+        if (n->topic)
+                free(n->topic->walk);
         free(n->topic);
         free(n);
 }
@@ -423,6 +428,8 @@ typedef struct MatchCtx {
         void *userdata;
         size_t n_visited;
         RouterGroup *touched;
+        RouterTopic *record; /* remember the nodes emitted here, if set */
+        bool record_failed;
 } MatchCtx;
 
 bool subscription_admits(const Subscription *s, uint32_t type) {
@@ -435,8 +442,28 @@ bool subscription_admits(const Subscription *s, uint32_t type) {
         return false;
 }
 
+/* Appends @n to the nodes m->record's match visits. */
+static void record_node(MatchCtx *m, TrieNode *n) {
+        RouterTopic *t = m->record;
+
+        if (t->n_walk == t->cap_walk) {
+                uint32_t cap = t->cap_walk ? t->cap_walk * 2 : 4;
+                TrieNode **w = realloc(t->walk, cap * sizeof(*w));
+                if (!w) {
+                        m->record_failed = true;
+                        return;
+                }
+                t->walk = w;
+                t->cap_walk = cap;
+        }
+        t->walk[t->n_walk++] = n;
+}
+
 static void emit(MatchCtx *m, TrieNode *n) {
         Subscription *s;
+
+        if (m->record)
+                record_node(m, n);
         for (s = n->subs; s; s = s->node_next) {
                 if (s->group) {
                         RouterGroup *g = s->group;
@@ -486,21 +513,45 @@ static void match_walk(MatchCtx *m, TrieNode *n, size_t pos) {
                 match_walk(m, n->plus, e + 1);
 }
 
-size_t router_match(Router *r, const char *name, size_t len, uint32_t type, RouterVisitFn visit,
-                    RouterGroupFn group, void *userdata) {
+static size_t match(Router *r, RouterTopic *t, const char *name, size_t len, uint32_t type,
+                    RouterVisitFn visit, RouterGroupFn group, void *userdata) {
         MatchCtx m = {
                 .r = r, .name = name, .len = len, .type = type, .visit = visit, .group = group,
                 .userdata = userdata,
         };
         RouterGroup *g;
+        uint32_t i;
 
         r->epoch = ++match_epoch;
-        match_walk(&m, r->root, 0);
+        if (t && t->walk_shape == r->shape) {
+                /* The same nodes as last time: no lookups. */
+                for (i = 0; i < t->n_walk; i++)
+                        emit(&m, t->walk[i]);
+        } else {
+                if (t) {
+                        t->n_walk = 0;
+                        t->walk_shape = 0; /* shapes count from 1 */
+                        m.record = t;
+                }
+                match_walk(&m, r->root, 0);
+                if (t && !m.record_failed)
+                        t->walk_shape = r->shape;
+        }
         for (g = m.touched; g; g = g->touched) {
                 group(g->cands, g->n_cands, &g->rr, userdata);
                 m.n_visited++;
         }
         return m.n_visited;
+}
+
+size_t router_match(Router *r, const char *name, size_t len, uint32_t type, RouterVisitFn visit,
+                    RouterGroupFn group, void *userdata) {
+        return match(r, NULL, name, len, type, visit, group, userdata);
+}
+
+size_t router_match_topic(Router *r, RouterTopic *t, const char *name, size_t len, uint32_t type,
+                          RouterVisitFn visit, RouterGroupFn group, void *userdata) {
+        return match(r, t, name, len, type, visit, group, userdata);
 }
 
 typedef struct TopicWalk {

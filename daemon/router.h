@@ -50,6 +50,11 @@ typedef struct RouterTopic {
         void *retained;       /* the owner's retained message, or NULL */
         const void *rule;     /* the owner's cached topic rule ... */
         uint32_t rule_gen;    /* ... valid while this matches its generation */
+        /* The trie nodes a match of this name visits, in order (router.c):
+         * valid while the trie's shape is walk_shape. */
+        struct TrieNode **walk;
+        uint32_t n_walk, cap_walk;
+        uint64_t walk_shape;
 } RouterTopic;
 
 /* Called once per matching owner; @sub is one of its matching subscriptions. */
@@ -99,6 +104,14 @@ RouterTopic *router_topic(Router *r, const char *name, size_t len, bool create,
  * @group (may be NULL to skip groups) once for every queue group with such
  * members. Returns the number of owners visited plus groups called.
  */
+/*
+ * The same for the name of @t (a topic of @r, from router_topic()): the
+ * nodes the match visits are remembered in @t until a subscription adds or
+ * removes a trie node, so publishing to a known topic walks no trie.
+ */
+size_t router_match_topic(Router *r, RouterTopic *t, const char *name, size_t len, uint32_t type,
+                          RouterVisitFn visit, RouterGroupFn group, void *userdata);
+
 size_t router_match(Router *r, const char *name, size_t len, uint32_t type, RouterVisitFn visit,
                     RouterGroupFn group, void *userdata);
 

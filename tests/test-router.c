@@ -813,3 +813,66 @@ Test(router_groups, topics_matching_a_filter) {
         }
         router_free(r);
 }
+
+/* The visits of a match through a topic's remembered walk, as sets of
+ * subscriptions (sorted pointers) for comparing. */
+static int cmp_ptr(const void *a, const void *b) {
+        uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+        return x < y ? -1 : x > y;
+}
+
+static Visits match_cached(RouterTopic *t, const char *topic, uint32_t type) {
+        Visits v = { 0 };
+        size_t n = router_match_topic(router, t, topic, strlen(topic), type, on_visit, NULL, &v);
+        cr_assert(eq(sz, n, v.n));
+        return v;
+}
+
+/* Publishing to a known topic reuses the nodes its last match visited;
+ * every change of the trie's shape (a subscription that adds or frees a
+ * node) must be seen, and a new subscription on an existing node too.
+ * Random subscriptions and removals, each followed by a match of every
+ * topic both ways: the remembered walk gives what a full walk gives. */
+Test(router, remembered_walks_follow_every_change) {
+        static const char *const filters[] = {
+                "a/b/c", "a/+/c", "a/#", "#", "+/b/#", "a/b", "+", "a/b/+", "+/+/+", "$sys/#",
+                "$sys/x", "+/x", "a/b/c/d", "a/+/+/d",
+        };
+        static const char *const topics[] = { "a/b/c", "a/b", "a", "x/x", "$sys/x", "a/b/c/d",
+                                              "q/b/z" };
+        Subscription *live[64] = { 0 };
+        RouterTopic *t[ARRAY_SIZE(topics)];
+        Owner owners[64];
+        unsigned seed = 12345;
+        size_t i, k, round;
+        int err = 0;
+
+        memset(owners, 0, sizeof(owners));
+        for (k = 0; k < ARRAY_SIZE(topics); k++) {
+                t[k] = router_topic(router, topics[k], strlen(topics[k]), true, SIZE_MAX, &err);
+                cr_assert(not(zero(ptr, t[k])));
+        }
+        for (round = 0; round < 2000; round++) {
+                i = (size_t)rand_r(&seed) % ARRAY_SIZE(live);
+                if (live[i]) {
+                        del(live[i]);
+                        live[i] = NULL;
+                } else {
+                        const char *f = filters[(size_t)rand_r(&seed) % ARRAY_SIZE(filters)];
+                        live[i] = add(&owners[i], (uint32_t)round + 1, f);
+                }
+                for (k = 0; k < ARRAY_SIZE(topics); k++) {
+                        Visits full = match(topics[k], 0), cached = match_cached(t[k], topics[k], 0);
+                        cr_assert(eq(sz, cached.n, full.n), "round %zu, topic %s", round, topics[k]);
+                        if (full.n > 0) {
+                                qsort(full.subs, full.n, sizeof(*full.subs), cmp_ptr);
+                                qsort(cached.subs, cached.n, sizeof(*cached.subs), cmp_ptr);
+                                cr_assert(eq(int, memcmp(full.subs, cached.subs,
+                                                         full.n * sizeof(*full.subs)), 0),
+                                          "round %zu, topic %s", round, topics[k]);
+                        }
+                        free(full.subs);
+                        free(cached.subs);
+                }
+        }
+}
