@@ -136,6 +136,13 @@ typedef struct Connection {
         Subscription **subs;
         size_t n_subs, cap_subs;
 
+        /* The topic of its last publish, valid under configuration
+         * last_topic_gen: a client that publishes to the same topic again
+         * skips validating and looking it up. Topics live as long as the
+         * broker. */
+        RouterTopic *last_topic;
+        uint32_t last_topic_gen;
+
         struct Pending *requests_made;  /* awaiting a reply for this client */
         struct Pending *requests_asked; /* this client must answer */
         uint32_t n_pending;

@@ -607,16 +607,22 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
                           const char *topic, const int *fds) {
         const ConfigTopicRule *rule;
         Broker *b = c->broker;
+        RouterTopic *known = c->last_topic;
         uint64_t bulk_size = 0;
         TopicCheck tc;
         Fanout f;
         int r;
 
-        tc = topic_name_check(topic, h->topic_len, b->limits.max_topic_len);
-        if (tc != TOPIC_OK) {
-                connection_error(c, WIRE_E_BAD_TOPIC, h->kind, h->corr, true,
-                                 "invalid topic name: %s", topic_check_str(tc));
-                goto refuse;
+        /* The same topic as the client's last publish is valid and known. */
+        if (!known || c->last_topic_gen != b->conf_gen || known->name_len != h->topic_len ||
+            memcmp(known->name, topic, h->topic_len) != 0) {
+                known = NULL;
+                tc = topic_name_check(topic, h->topic_len, b->limits.max_topic_len);
+                if (tc != TOPIC_OK) {
+                        connection_error(c, WIRE_E_BAD_TOPIC, h->kind, h->corr, true,
+                                         "invalid topic name: %s", topic_check_str(tc));
+                        goto refuse;
+                }
         }
         if (h->flags & WIRE_F_BULK)
                 bulk_size = le64_read(meta);
@@ -633,7 +639,8 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
                                  (unsigned)c->uid, (int)h->topic_len, topic);
                 goto refuse;
         }
-        f.topic = router_topic(b->router, topic, h->topic_len, true, b->config.max_topics, &r);
+        f.topic = known ? known
+                        : router_topic(b->router, topic, h->topic_len, true, b->config.max_topics, &r);
         if (!f.topic) {
                 if (r == -ENOSPC)
                         connection_error(c, WIRE_E_LIMIT, h->kind, h->corr, false,
@@ -644,6 +651,8 @@ static int handle_publish(Connection *c, const WireHeader *h, const uint8_t *met
                                          "out of memory");
                 goto refuse;
         }
+        c->last_topic = f.topic;
+        c->last_topic_gen = b->conf_gen;
         rule = broker_topic_rule(b, f.topic, topic, h->topic_len);
         if (!rule_allows(c, h, rule, topic, bulk_size))
                 goto refuse;

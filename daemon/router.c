@@ -408,12 +408,14 @@ RouterTopic *router_topic(Router *r, const char *name, size_t len, bool create,
                 *ret_err = -ENOMEM;
                 return NULL;
         }
-        n->topic = calloc(1, sizeof(RouterTopic));
+        n->topic = calloc(1, sizeof(RouterTopic) + len + 1);
         if (!n->topic) {
                 node_prune(r, n);
                 *ret_err = -ENOMEM;
                 return NULL;
         }
+        n->topic->name_len = (uint16_t)len;
+        memcpy(n->topic->name, name, len);
         r->n_topics++;
         return n->topic;
 }

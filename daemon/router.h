@@ -55,6 +55,8 @@ typedef struct RouterTopic {
         struct TrieNode **walk;
         uint32_t n_walk, cap_walk;
         uint64_t walk_shape;
+        uint16_t name_len;
+        char name[];          /* the topic, NUL-terminated */
 } RouterTopic;
 
 /* Called once per matching owner; @sub is one of its matching subscriptions. */

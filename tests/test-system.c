@@ -771,3 +771,27 @@ Test(config, topic_rules_apply_to_requests_too, .fini = cleanup) {
         close(cli);
         stop_in(dir);
 }
+
+/* A client's repeated topic skips validation and lookup: a reload that
+ * shortens max_topic_length must still refuse the topic it published
+ * before. */
+Test(config, reload_rechecks_a_repeated_topic, .fini = cleanup) {
+        char dir[] = "/tmp/ipcd-test-XXXXXX", conf[256];
+        RawFrame f;
+        int p;
+
+        make_dir(dir);
+        start_with(dir, "", NULL);
+        p = raw_client(&tb, "pub", NULL);
+        raw_send(p, WIRE_PUBLISH, WIRE_F_ACK, 0, 1, NULL, 0, "a/long/topic/name", "x", 1);
+        raw_expect(p, WIRE_ACK, &f);
+        raw_frame_free(&f);
+        write_file(dir, "ipcd.yaml", "limits:\n  max_topic_length: 8\n", conf, sizeof(conf));
+        raw_send(p, WIRE_ADMIN, 0, 0, 2, NULL, 0, "reload", NULL, 0);
+        raw_expect(p, WIRE_ADMIN_REPLY, &f);
+        raw_frame_free(&f);
+        raw_send(p, WIRE_PUBLISH, WIRE_F_ACK, 0, 3, NULL, 0, "a/long/topic/name", "x", 1);
+        raw_expect_error(p, WIRE_E_TOO_LARGE, true);
+        close(p);
+        stop_in(dir);
+}
