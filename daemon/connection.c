@@ -470,16 +470,20 @@ int connection_deliver(Connection *to, const uint8_t *hdr, size_t hdr_len, Body 
                         while (!has_room(to, cost, fds, 1) && cancel_oldest(to))
                                 ;
                         break;
-                case OVERFLOW_DISCONNECT:
-                        /* What it has not started to receive is dropped, so
-                         * that the ERROR saying why comes next. */
+                case OVERFLOW_DISCONNECT: {
+                        /* The ERROR says what was queued; what the client
+                         * has not started to receive is dropped, so that the
+                         * ERROR comes next. */
+                        size_t bytes = to->out_bytes, msgs = to->out_msgs, n_fds = to->out_fds;
+
                         while (cancel_oldest(to))
                                 ;
                         count_drop(to, topic);
                         connection_error(to, WIRE_E_SLOW_CONSUMER, WIRE_MESSAGE, 0, true,
                                          "slow consumer: output queue full (%zu bytes, %zu messages, %zu fds queued)",
-                                         to->out_bytes, to->out_msgs, to->out_fds);
+                                         bytes, msgs, n_fds);
                         return -ECONNABORTED;
+                }
                 case OVERFLOW_BLOCK:
                         /* Queue it anyway, within twice the limits, and
                          * hold the publisher back until this queue drains. */
