@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -23,6 +24,9 @@
 #include "util.h"
 
 bool harness_in_child;
+/* RLIMIT_NOFILE (soft and hard) for the next broker tb_start_nofile()
+ * starts; 0 leaves the limit alone. */
+static rlim_t start_nofile;
 
 void harness_child_begin(void) {
         harness_in_child = true;
@@ -209,6 +213,11 @@ void tb_start_in(TestBroker *b, const char *dir, const char *const *extra) {
                 if (fd >= 0) {
                         dup2(fd, STDERR_FILENO);
                         dup2(fd, STDOUT_FILENO);
+                }
+                if (start_nofile > 0) {
+                        struct rlimit rl = { start_nofile, start_nofile };
+                        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                                _exit(126);
                 }
                 execvp(argv[0], (char *const *)argv);
                 _exit(127);
@@ -658,4 +667,109 @@ int tb_fd_baseline(const TestBroker *b) {
         n = tb_fd_count(b) - 1;
         close(fd);
         return n;
+}
+
+/* ---- Fault injection (tests/test-faults.c) ---- */
+
+void tb_start_nofile(TestBroker *b, const char *const *extra, unsigned long nofile) {
+        start_nofile = (rlim_t)nofile;
+        tb_start(b, extra);
+        start_nofile = 0;
+}
+
+long tb_cpu_ticks(const TestBroker *b) {
+        char path[64], buf[1024], *p;
+        unsigned long utime = 0, stime = 0;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)b->pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        TB_CHECK(fd >= 0, "open %s: %s", path, strerror(errno));
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        TB_CHECK(n > 0);
+        buf[n] = 0;
+        /* The command name may hold anything, ')' too: the fields start
+         * after the last one. utime and stime are fields 14 and 15. */
+        p = strrchr(buf, ')');
+        TB_CHECK(p);
+        TB_CHECK(sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                        &stime) == 2, "cannot parse %s", path);
+        return (long)(utime + stime);
+}
+
+int raw_try_client(const TestBroker *b, const char *name, uint32_t *ret_id) {
+        uint8_t frame[WIRE_HEADER_SIZE + WIRE_META_HELLO + WIRE_MAX_CLIENT_NAME];
+        uint8_t meta[WIRE_META_HELLO] = { 0 };
+        size_t n;
+        RawFrame f;
+        WireWelcome w;
+        int fd = try_connect(b->sock), r;
+
+        if (fd < 0)
+                return -1;
+        n = wire_frame_encode(frame, sizeof(frame), WIRE_HELLO, 0, 0, 1, 0, meta, sizeof(meta), NULL,
+                              0, name, strlen(name));
+        TB_CHECK(n > 0);
+        /* A broker that closed the connection at once makes this fail:
+         * the read below tells. */
+        (void)send(fd, frame, n, MSG_NOSIGNAL);
+        r = raw_read(fd, &f, 10000);
+        TB_CHECK(r != -ETIMEDOUT, "the broker neither accepted nor closed a connection in 10 s");
+        if (r == 1 && f.h.kind == WIRE_WELCOME) {
+                TB_CHECK(wire_welcome_decode(f.meta, &w));
+                if (ret_id)
+                        *ret_id = w.client_id;
+                raw_frame_free(&f);
+                return fd;
+        }
+        if (r == 1)
+                raw_frame_free(&f);
+        close(fd);
+        return -1;
+}
+
+char *raw_status_json(int fd) {
+        RawFrame f;
+        char *json;
+
+        raw_send(fd, WIRE_ADMIN, 0, 0, 78, NULL, 0, "status", NULL, 0);
+        raw_expect(fd, WIRE_ADMIN_REPLY, &f);
+        TB_CHECK(f.h.corr == 78);
+        json = strndup((const char *)f.payload, f.h.payload_len);
+        TB_CHECK(json);
+        raw_frame_free(&f);
+        return json;
+}
+
+long long tb_json_number(const char *json, const char *anchor, const char *key) {
+        const char *from = json, *end, *at;
+        char pattern[128];
+
+        if (anchor) {
+                from = strstr(json, anchor);
+                if (!from)
+                        return -1;
+        }
+        /* Within the object the anchor starts (or the whole document). */
+        end = anchor ? strchr(from, '}') : NULL;
+        snprintf(pattern, sizeof(pattern), "\"%s\":", key);
+        at = strstr(from, pattern);
+        if (!at || (end && at > end))
+                return -1;
+        return strtoll(at + strlen(pattern), NULL, 10);
+}
+
+bool tb_raise_own_nofile(unsigned long want) {
+        struct rlimit rl;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return false;
+        if (rl.rlim_cur >= want)
+                return true;
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+                return false;
+        rl.rlim_cur = want;
+        return setrlimit(RLIMIT_NOFILE, &rl) == 0;
 }

@@ -127,3 +127,25 @@ void raw_publish(int fd, const char *topic, uint32_t type, const void *data, siz
 void raw_sync(int fd);
 /* Asserts nothing arrives within @ms. */
 void raw_expect_silence(int fd, int ms);
+
+/* ---- Fault injection ---- */
+
+/* tb_start() with the broker's RLIMIT_NOFILE set to @nofile, soft and hard
+ * (it raises its soft limit to the hard one at start). */
+void tb_start_nofile(TestBroker *b, const char *const *extra, unsigned long nofile);
+/* The CPU time the broker has used (user + system), in clock ticks. */
+long tb_cpu_ticks(const TestBroker *b);
+/* Connects and says HELLO; returns the fd once WELCOME arrives, or -1 when
+ * the broker closes the connection or answers with an ERROR instead (it
+ * is out of fds or at a connection limit). Fails the test when the broker
+ * does neither within 10 s. */
+int raw_try_client(const TestBroker *b, const char *name, uint32_t *ret_id);
+/* The status document, asked on connection @fd (malloc'd, NUL terminated). */
+char *raw_status_json(int fd);
+/* The number after "@key": in @json: after the first @anchor and within
+ * the object it is in (@anchor such as "{\"id\":7," for a row of
+ * per_client), or anywhere when @anchor is NULL. -1 when absent. */
+long long tb_json_number(const char *json, const char *anchor, const char *key);
+/* Raises this process's soft RLIMIT_NOFILE to at least @want; false when
+ * the hard limit is lower. */
+bool tb_raise_own_nofile(unsigned long want);
