@@ -408,23 +408,27 @@ static void count_drop(Connection *c, RouterTopic *topic) {
 }
 
 /* Cancels the oldest delivery that has not started going out: frees its
- * body and its share of the limits; the empty entry is skipped when the
- * queue is written. Returns false when there is none. */
+ * body and takes its entry out of the queue, so that it no longer counts
+ * against the limits. Returns false when there is none. */
 static bool cancel_oldest(Connection *c) {
-        size_t i;
+        size_t mask = c->out_cap - 1, i, j;
 
         for (i = 0; i < c->out_count; i++) {
-                OutEntry *e = &c->out[(c->out_head + i) & (c->out_cap - 1)];
+                OutEntry *e = &c->out[(c->out_head + i) & mask];
                 if (!e->droppable || e->sent > 0 || e->fds_sent)
                         continue;
-                /* The entry itself stays (and stays charged) until the
-                 * queue is written past it. */
-                charge(c, -(ssize_t)entry_size(e), -(ssize_t)body_n_fds(e->body));
                 count_drop(c, e->topic);
-                e->body = body_unref(e->body);
-                e->hdr_len = 0;
-                e->droppable = false;
+                charge(c, -(ssize_t)entry_charge(e), -(ssize_t)body_n_fds(e->body));
+                body_unref(e->body);
                 c->out_msgs--;
+                /* Close the gap: the @i entries ahead of it (the ones the
+                 * search above passed) move one slot on, in order. Leaving
+                 * an empty entry instead would keep its charge, and enough
+                 * of them fill the queue with nothing. */
+                for (j = i; j > 0; j--)
+                        c->out[(c->out_head + j) & mask] = c->out[(c->out_head + j - 1) & mask];
+                c->out_head = (c->out_head + 1) & mask;
+                c->out_count--;
                 return true;
         }
         return false;
