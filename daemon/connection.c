@@ -989,7 +989,8 @@ static void on_read(evutil_socket_t fd, short what, void *userdata) {
         c->stats.fds_in += take_passed_fds(c, &msg);
         if (msg.msg_flags & MSG_CTRUNC) {
                 connection_error(c, WIRE_E_FDS, 0, 0, true,
-                                 "file descriptors were truncated: at most %d per sendmsg",
+                                 "file descriptors were lost on the way: more than %d in one "
+                                 "sendmsg, or the broker is out of file descriptors",
                                  WIRE_MAX_FDS_PER_SENDMSG);
                 goto flush;
         }
