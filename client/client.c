@@ -167,6 +167,7 @@ struct ipcd_client {
         uint32_t next_sub_id;       /* ordinary subscriptions: 1..0x7fffffff */
         uint32_t next_group_sub_id; /* group members: 0x80000000..0xffffffff */
         uint64_t rx_frames; /* frames parsed so far */
+        bool rx_short;      /* the last read took less than it had room for */
         size_t rx_need;     /* bytes from rstart needed for the next frame */
 
         /* Output: [wstart, wend) waits to be written. */
@@ -203,6 +204,11 @@ struct ipcd_client {
         /* ipcd_client_set_batch(): publishes wait until this much is
          * buffered (0: each one is written at once). */
         size_t batch_bytes;
+        /* The last bulk memfd this library made, kept open until the next
+         * one: its pages are then freed here, when it is replaced, and not
+         * by whichever process happens to close it last (often the
+         * broker, whose time is everyone's). */
+        int last_bulk_fd;
 
         /* Reconnection (ipcd_client_set_reconnect()); off while
          * reconnect_min_ms is 0. */
@@ -749,6 +755,8 @@ static ssize_t rx_read(ipcd_client *c) {
         if (n == 0)
                 return client_kill(c, -ECONNRESET, "the broker closed the connection");
         c->rend += (size_t)n;
+        /* Less than there was room for: the socket was empty a moment ago. */
+        c->rx_short = (size_t)n < iov.iov_len;
         return n;
 }
 
@@ -867,6 +875,9 @@ static void sub_remove(ipcd_client *c, Sub *s) {
 static bool sub_matches(const Sub *s, const ipcd_msg *m) {
         if (s->dead || m->rx_index <= s->active_from)
                 return false;
+        /* The broker matched (topic and type) the subscription it names. */
+        if (s->id == m->sub_id)
+                return true;
         if (s->n_types > 0) {
                 size_t i;
                 for (i = 0; i < s->n_types; i++)
@@ -1726,6 +1737,7 @@ _public_ int ipcd_client_new(ipcd_client **ret, const char *socket_path, const c
         c->n_ref = 1;
         c->fd = -1;
         c->retry_fd = -1;
+        c->last_bulk_fd = -1;
         c->timeout_ms = DEFAULT_TIMEOUT_MS;
         c->next_corr = 1;
         c->next_sub_id = 1;
@@ -2005,6 +2017,7 @@ _public_ ipcd_client *ipcd_client_unref(ipcd_client *c) {
         }
         safe_close(c->fd);
         safe_close(c->retry_fd);
+        safe_close(c->last_bulk_fd);
         free(c->path);
         fdq_clear(&c->tx_fds, true);
         fdq_clear(&c->rx_fds, true);
@@ -2230,6 +2243,11 @@ static int send_payload(ipcd_client *c, uint8_t kind, uint64_t corr, const char 
                         owned[0] = -1;
                         close_fds(owned, n_owned);
                         return r;
+                }
+                if (memfd < 0) {
+                        /* Freeing the previous payload's pages is ours. */
+                        safe_close(c->last_bulk_fd);
+                        c->last_bulk_fd = fcntl(owned[0], F_DUPFD_CLOEXEC, 3);
                 }
         }
         /* Meta: PUBLISH has the bulk size only when bulk; REQUEST the
@@ -2574,7 +2592,7 @@ _public_ int ipcd_client_get_events(ipcd_client *c) {
 _public_ int ipcd_client_process(ipcd_client *c) {
         size_t budget = RX_BUDGET;
         int n = 0, err = 0, r;
-        bool lost;
+        bool lost, read_some = false;
 
         if (!c)
                 return -EINVAL;
@@ -2611,7 +2629,13 @@ _public_ int ipcd_client_process(ipcd_client *c) {
                 }
                 if (c->dead || budget == 0)
                         break;
+                /* A short read emptied the socket: rather than a read that
+                 * finds nothing, let poll() say when more comes (unclaimed
+                 * fds wait for the read that drains it, see rx_check_fds). */
+                if (read_some && c->rx_short && c->rx_fds.len == 0)
+                        break;
                 k = rx_read(c);
+                read_some = true;
                 if (k <= 0) {
                         if (k < 0)
                                 err = err ? err : (int)k;

@@ -176,6 +176,15 @@ static void on_signal(evutil_socket_t sig, short what, void *userdata) {
         event_base_loopbreak(b->base);
 }
 
+/* Each second: output rings that stayed empty go. */
+static void on_trim(evutil_socket_t fd, short what, void *userdata) {
+        Broker *b = userdata;
+        Connection *c;
+
+        for (c = b->conns; c; c = c->next)
+                connection_trim(c);
+}
+
 static void on_watchdog(evutil_socket_t fd, short what, void *userdata) {
         systemd_notify_watchdog();
 }
@@ -353,6 +362,11 @@ int broker_new(Broker **ret, const BrokerOptions *o) {
                         goto fail;
                 }
         }
+        b->ev_trim = event_new(b->base, -1, EV_PERSIST, on_trim, b);
+        if (!b->ev_trim || event_add(b->ev_trim, &(const struct timeval){ .tv_sec = 1 }) < 0) {
+                r = -ENOMEM;
+                goto fail;
+        }
         r = stats_timer_update(b);
         if (r < 0)
                 goto fail;
@@ -384,6 +398,8 @@ Broker *broker_free(Broker *b) {
                 event_free(b->ev_sighup);
         if (b->ev_watchdog)
                 event_free(b->ev_watchdog);
+        if (b->ev_trim)
+                event_free(b->ev_trim);
         if (b->ev_stats)
                 event_free(b->ev_stats);
         router_free(b->router);

@@ -112,6 +112,7 @@ struct Broker {
         Listener **listeners;
         size_t n_listeners;
         struct event *ev_watchdog;
+        struct event *ev_trim;  /* idle output rings, each second */
         struct event *ev_stats;
         uint64_t reloads, reload_failures;
         Connection *conns;

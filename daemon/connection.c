@@ -390,6 +390,20 @@ static int queue_entry(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *
         return 0;
 }
 
+void connection_trim(Connection *c) {
+        if (c->out_count > 0 || !c->out)
+                return;
+        if (c->out_cap > RING_MIN && !c->ring_idle) {
+                c->ring_idle = true; /* empty since the last trim: next time */
+                return;
+        }
+        ring_free(c->out, c->out_cap);
+        c->out = NULL;
+        c->out_cap = 0;
+        c->out_head = 0;
+        c->ring_idle = false;
+}
+
 int connection_queue(Connection *c, const uint8_t *hdr, size_t hdr_len, Body *body) {
         size_t cost = sizeof(OutEntry) + hdr_len + (body ? body->len : 0);
 
@@ -780,11 +794,16 @@ int connection_flush(Connection *c) {
         }
         if (c->out_count == 0) {
                 event_del(c->ev_write);
-                /* An idle connection keeps no ring. */
-                ring_free(c->out, c->out_cap);
-                c->out = NULL;
-                c->out_cap = 0;
                 c->out_head = 0;
+                /* An idle connection keeps no ring. A small one goes back to
+                 * the pool at once; a grown one serves the next burst and
+                 * goes at the next trim if it stays empty until then
+                 * (connection_trim()), so a busy subscriber does not
+                 * allocate a large ring for every batch. */
+                if (c->out_cap <= RING_MIN)
+                        connection_trim(c);
+                else
+                        c->ring_idle = false;
         }
         /* A connection with a fatal error goes once its ERROR frame is
          * written (or its linger timer runs out, or it cannot linger). */

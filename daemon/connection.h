@@ -128,6 +128,7 @@ typedef struct Connection {
         size_t out_bytes;
         size_t out_fds; /* fds referenced by queued entries */
         size_t out_msgs; /* deliveries queued (not cancelled) */
+        bool ring_idle;  /* the ring was empty at the last trim */
 
         /* Received fds not yet claimed by a frame, in arrival order. */
         int *fdq;
@@ -193,6 +194,11 @@ int connection_send(Connection *c, uint8_t kind, uint16_t flags, uint32_t type, 
  * @fatal the frame carries WIRE_F_FATAL, the connection stops reading, and
  * it is closed once the frame is written (or at once if it cannot be).
  */
+/* Frees the output ring of an idle connection: a small one at once, a
+ * grown one when it was already empty at the previous call (the broker
+ * calls this for every connection each second). */
+void connection_trim(Connection *c);
+
 /* HELLO was accepted: the handshake timer stops. */
 void connection_welcome_done(Connection *c);
 

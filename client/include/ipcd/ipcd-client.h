@@ -241,6 +241,9 @@ int ipcd_client_set_timeout(ipcd_client *c, int timeout_ms);
  * changes for the receiver's code but IPCD_MSG_BULK in
  * ipcd_msg_get_flags(). A broker that takes no bulk payloads (its
  * handshake says so) gets every payload inline, up to its max_payload.
+ * The library keeps the last memfd it made for a bulk payload open until
+ * it makes the next one (or the last unref): the publisher, not the
+ * broker or a receiver that closes last, then pays for freeing its pages.
  *
  * The frame goes into the client's output buffer. Without
  * IPCD_PUBLISH_MORE the library then writes what is buffered, without
