@@ -339,11 +339,13 @@ uint64_t fuzz_peer_ask(FuzzPeer *p, const FuzzAsk *a) {
         return corr;
 }
 
-/* Takes the ask @corr off the list into *ret; false when there is none. */
-static bool ask_take(FuzzPeer *p, uint64_t corr, FuzzAsk *ret) {
+/* Takes the ask @corr of a frame of @kind (0: any kind) off the list into
+ * *ret; false when there is none. (REPLY frames carry the broker's request
+ * ids as corr, which may be any of ours.) */
+static bool ask_take(FuzzPeer *p, uint64_t corr, uint8_t kind, FuzzAsk *ret) {
         size_t i;
         for (i = 0; i < p->n_asks; i++)
-                if (p->asks[i].corr == corr) {
+                if (p->asks[i].corr == corr && (kind == 0 || p->asks[i].kind == kind)) {
                         *ret = p->asks[i];
                         p->asks[i] = p->asks[--p->n_asks];
                         return true;
@@ -405,7 +407,7 @@ static void check_frame(FuzzPeer *p, const WireHeader *h, const uint8_t *f) {
                 p->welcomed = true;
                 p->client_id = w.client_id;
                 if (p->tracked) {
-                        FUZZ_CHECK(ask_take(p, h->corr, &a) && a.kind == WIRE_HELLO,
+                        FUZZ_CHECK(ask_take(p, h->corr, WIRE_HELLO, &a),
                                    "a WELCOME that answers no HELLO (corr %llu)",
                                    (unsigned long long)h->corr);
                 }
@@ -421,14 +423,14 @@ static void check_frame(FuzzPeer *p, const WireHeader *h, const uint8_t *f) {
                 if (h->flags & WIRE_F_FATAL)
                         p->fatal = true;
                 if (p->tracked && h->corr != 0)
-                        (void)ask_take(p, h->corr, &a);
+                        (void)ask_take(p, h->corr, (uint8_t)ref_kind, &a);
                 break;
         }
         case WIRE_ACK:
                 FUZZ_CHECK(h->topic_len == 0 && h->payload_len == 0 && h->flags == 0, "ACK with contents");
                 if (!p->tracked)
                         break;
-                FUZZ_CHECK(ask_take(p, h->corr, &a) && a.want_ack, "an ACK for corr %llu, which asked for none",
+                FUZZ_CHECK(ask_take(p, h->corr, 0, &a) && a.want_ack, "an ACK for corr %llu, which asked for none",
                            (unsigned long long)h->corr);
                 if (a.kind == WIRE_SUBSCRIBE) {
                         p->subs[a.sub_id] = a.sub;
@@ -439,13 +441,15 @@ static void check_frame(FuzzPeer *p, const WireHeader *h, const uint8_t *f) {
                 break;
         case WIRE_PONG:
                 if (p->tracked)
-                        FUZZ_CHECK(ask_take(p, h->corr, &a) && a.kind == WIRE_PING, "a PONG for no PING");
+                        FUZZ_CHECK(ask_take(p, h->corr, WIRE_PING, &a),
+                                   "a PONG for no PING (corr %llu, client %u)", (unsigned long long)h->corr,
+                                   p->client_id);
                 break;
         case WIRE_ADMIN_REPLY:
                 FUZZ_CHECK(h->topic_len == 0, "ADMIN_REPLY with a topic");
                 check_json(payload, h->payload_len, "ADMIN_REPLY");
                 if (p->tracked)
-                        FUZZ_CHECK(ask_take(p, h->corr, &a) && a.kind == WIRE_ADMIN,
+                        FUZZ_CHECK(ask_take(p, h->corr, WIRE_ADMIN, &a),
                                    "an ADMIN_REPLY for no ADMIN");
                 break;
         case WIRE_MESSAGE:
@@ -478,7 +482,7 @@ static void check_frame(FuzzPeer *p, const WireHeader *h, const uint8_t *f) {
                 }
                 if (h->kind == WIRE_REPLY) {
                         if (p->tracked)
-                                FUZZ_CHECK(ask_take(p, h->corr, &a) && a.kind == WIRE_REQUEST,
+                                FUZZ_CHECK(ask_take(p, h->corr, WIRE_REQUEST, &a),
                                            "a REPLY for no REQUEST");
                         break;
                 }

@@ -79,7 +79,7 @@ typedef struct FuzzAsk {
 } FuzzAsk;
 
 #define FUZZ_PEER_SUBS 8  /* sub ids 1..8 */
-#define FUZZ_PEER_ASKS 32
+#define FUZZ_PEER_ASKS 128
 #define FUZZ_PEER_REQS 4
 
 typedef struct FuzzTx FuzzTx;
