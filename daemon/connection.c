@@ -19,6 +19,7 @@
 #include "log.h"
 #include "protocol.h"
 #include "request.h"
+#include "utf8.h"
 #include "util.h"
 
 /* iovecs per sendmsg: two per queued frame (inline header, shared body). */
@@ -615,8 +616,17 @@ void connection_error(Connection *c, WireError code, unsigned ref_kind, uint64_t
         va_end(ap);
         if (n < 0)
                 n = 0;
-        if ((size_t)n >= sizeof(text))
-                n = sizeof(text) - 1;
+        if ((size_t)n >= sizeof(text)) {
+                /* Cut short (a long topic in it): the text must stay UTF-8,
+                 * so a character the cut split goes whole. */
+                size_t i = sizeof(text) - 1;
+                n = (int)i;
+                while (i > 0 && ((unsigned char)text[i - 1] & 0xc0) == 0x80)
+                        i--;
+                if (i > 0 && utf8_char_len((const unsigned char *)text + i - 1, (size_t)n - (i - 1)) == 0)
+                        n = (int)(i - 1);
+                text[n] = 0;
+        }
 
         log_debug("client %u (pid %d): %serror %s: %s", c->id, (int)c->pid,
                   fatal ? "fatal " : "", wire_error_name(code), text);
