@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Writes the seed corpus of the frame, broker and topic harnesses:
- * `gen-corpus DIR` makes DIR/frame, DIR/broker and DIR/topic and fills
+ * Writes the seed corpus of the frame, broker, client and topic harnesses:
+ * `gen-corpus DIR` makes DIR/frame, DIR/broker, DIR/client and DIR/topic and fills
  * them. The corpus in the source tree is its output (`make fuzz-corpus`
  * writes it again); the config seeds are sample files, copied by hand.
  *
@@ -12,6 +12,8 @@
  *    publish/subscribe, retained messages, queue groups, request/reply,
  *    the admin commands, the access rules, the overflow policies, fds and
  *    bulk payloads, timers and malformed input.
+ *  - client: what a broker sends a client, after a byte that says how
+ *    many fds come with it and when (fuzz-client.c).
  *  - topic: lists of names and filters, '\n' apart, after a flags byte.
  */
 #include "config.h"
@@ -449,6 +451,66 @@ static void s_malformed(Buf *b) {
         o_plain(b, OP_PUMP, 2);
 }
 
+/* ---- client ---- */
+
+/* What a broker sends after the handshake: deliveries for the harness's
+ * subscriptions ("#" is 1, the responder "svc/#" 2, the group member
+ * "a/+" 0x80000001), a request, answers nobody asked for, and a fatal
+ * ERROR at the end. */
+static void client_seed(const char *name, unsigned first, void (*body)(Buf *b)) {
+        Buf b = { .len = 0 };
+        put_u8(&b, first);
+        body(&b);
+        save("client", name, &b);
+}
+
+static void delivery(Buf *b, uint8_t kind, uint16_t flags, uint32_t sub, const char *topic,
+                     uint64_t corr, uint8_t n_fds, uint64_t bulk, const char *text) {
+        uint8_t meta[WIRE_META_REQUEST_IN] = { 0 };
+        WireDelivery d = { .sender_pid = 1, .sender_uid = 2, .sender_gid = 3, .sub_id = sub, .seq = 4,
+                           .bulk_size = bulk };
+        wire_delivery_encode(meta, &d);
+        if (kind == WIRE_REQUEST)
+                le32_write(meta + WIRE_META_REPLY_IN, 1000);
+        frame(b, kind, flags, 5, corr, n_fds, meta,
+              kind == WIRE_REQUEST ? WIRE_META_REQUEST_IN : kind == WIRE_REPLY ? WIRE_META_REPLY_IN : WIRE_META_MESSAGE,
+              topic, text, text ? strlen(text) : 0);
+}
+
+static void c_messages(Buf *b) {
+        delivery(b, WIRE_MESSAGE, 0, 1, "x/y", 0, 0, 0, "hello");
+        delivery(b, WIRE_MESSAGE, WIRE_F_RETAIN, 1, "x/y", 0, 0, 0, "retained");
+        delivery(b, WIRE_MESSAGE, 0, 0x80000001u, "a/b", 0, 0, 0, "grouped");
+        delivery(b, WIRE_MESSAGE, 0, 9, "a/b", 0, 0, 0, "nobody's");
+        frame(b, WIRE_PING, 0, 0, 77, 0, NULL, 0, NULL, "ping", 4);
+}
+static void c_fds(Buf *b) {
+        /* fd 0 is the sealed memfd, 1 the unsealed one, 2 /dev/null, 3 a pipe. */
+        delivery(b, WIRE_MESSAGE, WIRE_F_BULK, 1, "bulk", 0, 2, 16, NULL);
+        delivery(b, WIRE_MESSAGE, WIRE_F_BULK, 1, "bad/bulk", 0, 1, 8, NULL);
+        delivery(b, WIRE_MESSAGE, 0, 1, "fds", 0, 1, 0, "one fd");
+}
+static void c_request(Buf *b) {
+        delivery(b, WIRE_REQUEST, 0, 2, "svc/echo", 41, 0, 0, "question");
+        delivery(b, WIRE_REPLY, 0, 0, "svc/echo", 42, 0, 0, "unasked");
+        frame(b, WIRE_ACK, 0, 0, 43, 0, NULL, 0, NULL, NULL, 0);
+        frame(b, WIRE_ADMIN_REPLY, 0, 0, 44, 0, NULL, 0, NULL, "{}", 2);
+}
+static void c_error(Buf *b) {
+        uint8_t meta[WIRE_META_ERROR];
+        delivery(b, WIRE_MESSAGE, 0, 1, "x", 0, 0, 0, "before");
+        wire_error_meta_encode(meta, WIRE_E_KICKED, 0);
+        frame(b, WIRE_ERROR, WIRE_F_FATAL, 0, 0, 0, meta, sizeof(meta), NULL, "kicked", 6);
+        delivery(b, WIRE_MESSAGE, 0, 1, "x", 0, 0, 0, "after");
+}
+static void c_welcome(Buf *b) {
+        uint8_t meta[WIRE_META_WELCOME];
+        WireWelcome w = { .client_id = 1, .max_payload = 100, .max_topic_len = 10, .max_fds = 0,
+                          .max_subscriptions = 1, .max_types_per_sub = 64 };
+        wire_welcome_encode(meta, &w);
+        frame(b, WIRE_WELCOME, 0, 0, 1, 0, meta, sizeof(meta), NULL, "ipcd", 4);
+}
+
 /* ---- topic ---- */
 
 static void topic_seed(const char *name, unsigned flags, const char *list) {
@@ -500,6 +562,13 @@ int main(int argc, char **argv) {
         SCRIPT("block", s_overflow(&b, 0x08 | 3 << 1));
         SCRIPT("fds", s_fds(&b));
         SCRIPT("malformed", s_malformed(&b));
+
+        client_seed("messages", 0, c_messages);
+        client_seed("fds", 4, c_fds);
+        client_seed("request", 0, c_request);
+        client_seed("error", 0, c_error);
+        client_seed("welcome", 2 << 6, c_welcome);
+        client_seed("early", 3 << 6, c_messages);
 
         topic_seed("basic", 0x0c, "a/b\n+/b\n#\na/#\n$SYS/x\n$SYS/#\n+\n/\n+/+\na//b\n/a\na/\nx\n");
         topic_seed("groups", 0x1c, "sensors/+/temp\nsensors/#\n+/kitchen/#\nsensors/kitchen/temp\nsensors\n#\n+/#\nsensors/kitchen\n");
