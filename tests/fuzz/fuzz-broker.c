@@ -6,7 +6,8 @@
  * well-formed frames of every kind built from fields the input chooses,
  * raw or mutated bytes, fds of several kinds, partial frames; stop and
  * start reading a client (its queue fills and the overflow policies run),
- * fire request deadlines and lingers. The loop is pumped after each step
+ * fire request deadlines, lingers and the statistics timer, change the
+ * configuration file that the next reload reads. The loop is pumped after each step
  * (or in batches) and everything the clients receive is checked; at the
  * end the broker's bookkeeping is recounted, everything is torn down, and
  * no fd and no byte of memory may be left.
@@ -310,7 +311,7 @@ static void run_op(Run *r) {
         uint8_t op = fuzz_broker_opcodes[op_byte >> 2];
 
         if (op != OP_CONNECT && op != OP_PUMP && op != OP_TIMER && op != OP_BATCH && op != OP_SPLIT &&
-            p->fd < 0)
+            op != OP_CONFIG && p->fd < 0)
                 return;
         switch (op) {
         case OP_CONNECT: {
@@ -379,6 +380,10 @@ static void run_op(Run *r) {
                 break;
         case OP_BATCH:
                 r->batch = true;
+                return;
+        case OP_CONFIG:
+                /* The next reload finds this. */
+                fuzz_env_config(fuzz_u8(&r->in));
                 return;
         }
         pump(r);

@@ -47,6 +47,7 @@ enum {
         OP_TIMER,
         OP_FLOOD,
         OP_BATCH,
+        OP_CONFIG,
         _OP_MAX,
 };
 
@@ -60,7 +61,7 @@ static const uint8_t fuzz_broker_opcodes[64] = {
         OP_MUTATE, OP_SPLIT, OP_PUMP, OP_STALL, OP_STALL, OP_TIMER, OP_TIMER, OP_FLOOD, OP_FLOOD,
         OP_BATCH, OP_PUBLISH, OP_PUBLISH, OP_SUBSCRIBE, OP_REQUEST, OP_REPLY, OP_CONNECT, OP_HELLO,
         OP_PUBLISH, OP_PUBLISH, OP_ADMIN, OP_UNSUBSCRIBE, OP_PING, OP_RAW, OP_MUTATE, OP_STALL,
-        OP_PUBLISH,
+        OP_CONFIG,
 };
 
 #define FUZZ_BROKER_N_FILTERS (sizeof(fuzz_broker_filters) / sizeof(fuzz_broker_filters[0]))

@@ -68,7 +68,41 @@ static const char rules_yaml[] =
         "    publish: [\"pub/#\"]\n"
         "    subscribe: [\"pub/#\", \"svc/+\"]\n";
 
+/* What a reload may find instead: everything tighter, other grants, the
+ * statistics timer on; and a file that does not load. */
+static const char rules_tight_yaml[] =
+        "limits:\n"
+        "  max_connections_per_user: 1\n"
+        "  max_subscriptions: 2\n"
+        "  queue_bytes: 4KiB\n"
+        "  user_queue_bytes: 8KiB\n"
+        "  queue_messages: 4\n"
+        "  max_fds_per_message: 1\n"
+        "  queue_fds: 2\n"
+        "  user_fds: 3\n"
+        "  max_payload: 64\n"
+        "  bulk_threshold: 32\n"
+        "  max_topic_length: 12\n"
+        "  max_pending_requests: 1\n"
+        "  max_topics: 4\n"
+        "  retained_max_messages: 1\n"
+        "  retained_max_bytes: 100\n"
+        "topics:\n"
+        "  - pattern: \"#\"\n"
+        "    overflow: drop-old\n"
+        "access:\n"
+        "  - users: [\"1001\"]\n"
+        "    subscribe: [\"t/#\"]\n"
+        "    publish: [\"t/+\"]\n"
+        "  - users: [\"1002\"]\n"
+        "    subscribe: [\"$SYS/#\"]\n"
+        "    admin: true\n"
+        "stats_interval: 1s\n";
+
+static const char rules_broken_yaml[] = "limits:\n  max_payload: [\n";
+
 static char rules_path[128], none_path[128], socket_path[128];
+static int rules_variant = -1;
 static int fd_templates[_FUZZ_FD_MAX] = { -1, -1, -1, -1 };
 static int pipe_write_end = -1;
 static int log_level = 0;
@@ -98,7 +132,6 @@ static int memfd_template(bool sealed) {
 void fuzz_env_init(void) {
         const char *dir = fuzz_tmpdir();
         int p[2];
-        FILE *f;
 
         if (fd_templates[0] >= 0)
                 return;
@@ -108,8 +141,7 @@ void fuzz_env_init(void) {
         snprintf(rules_path, sizeof(rules_path), "%s/rules.yaml", dir);
         snprintf(none_path, sizeof(none_path), "%s/none.yaml", dir);
         snprintf(socket_path, sizeof(socket_path), "%s/ipcd.sock", dir);
-        f = fopen(rules_path, "w");
-        FUZZ_CHECK(f && fputs(rules_yaml, f) >= 0 && fclose(f) == 0, "cannot write %s", rules_path);
+        fuzz_env_config(0);
 
         fd_templates[FUZZ_FD_MEMFD_SEALED] = memfd_template(true);
         fd_templates[FUZZ_FD_MEMFD_UNSEALED] = memfd_template(false);
@@ -118,6 +150,18 @@ void fuzz_env_init(void) {
                    strerror(errno));
         fd_templates[FUZZ_FD_PIPE] = p[0];
         pipe_write_end = p[1];
+}
+
+void fuzz_env_config(unsigned variant) {
+        static const char *const texts[] = { rules_yaml, rules_tight_yaml, rules_broken_yaml };
+        FILE *f;
+
+        variant %= 3;
+        if ((int)variant == rules_variant)
+                return;
+        f = fopen(rules_path, "w");
+        FUZZ_CHECK(f && fputs(texts[variant], f) >= 0 && fclose(f) == 0, "cannot write %s", rules_path);
+        rules_variant = (int)variant;
 }
 
 Broker *fuzz_broker_new(const FuzzBrokerOptions *o) {
@@ -130,6 +174,7 @@ Broker *fuzz_broker_new(const FuzzBrokerOptions *o) {
         Broker *b = NULL;
         int r;
 
+        fuzz_env_config(0);
         broker_config_defaults(&bo.cli);
         if (o->overflow >= 0) {
                 bo.cli.overflow = (OverflowPolicy)o->overflow;
@@ -619,21 +664,28 @@ void fuzz_fire_timer(Broker *b, unsigned which) {
         Connection *c;
         Pending *p;
 
-        for (c = b->conns; c; c = c->next)
+        /* The timers, in a fixed order: every pending request's deadline,
+         * every closing connection's linger, the statistics. */
+        for (c = b->conns; c; c = c->next) {
                 for (p = c->requests_made; p; p = p->made_next)
                         n++;
-        if (n > 0) {
-                k = which % n;
-                for (c = b->conns; c; c = c->next)
-                        for (p = c->requests_made; p; p = p->made_next)
-                                if (k-- == 0) {
-                                        event_active(p->timer, EV_TIMEOUT, 1);
-                                        return;
-                                }
+                n += c->closing && c->ev_linger;
         }
-        for (c = b->conns; c; c = c->next)
-                if (c->closing && c->ev_linger) {
+        n += b->ev_stats != NULL;
+        if (n == 0)
+                return;
+        k = which % n;
+        for (c = b->conns; c; c = c->next) {
+                for (p = c->requests_made; p; p = p->made_next)
+                        if (k-- == 0) {
+                                event_active(p->timer, EV_TIMEOUT, 1);
+                                return;
+                        }
+                if (c->closing && c->ev_linger && k-- == 0) {
                         event_active(c->ev_linger, EV_TIMEOUT, 1);
                         return;
                 }
+        }
+        if (b->ev_stats)
+                event_active(b->ev_stats, EV_TIMEOUT, 1);
 }

@@ -52,7 +52,13 @@ typedef struct FuzzBrokerOptions {
 /* Sets up the configuration files and fd templates; call once. */
 void fuzz_env_init(void);
 
-/* A new broker (aborts when it cannot be made). */
+/* Writes the rules configuration as variant @variant (mod 3): 0 the one
+ * brokers start with, 1 a tighter one, 2 one that does not load. A reload
+ * (ADMIN reload) picks it up. */
+void fuzz_env_config(unsigned variant);
+
+/* A new broker (aborts when it cannot be made). Rewrites the rules
+ * configuration as variant 0 first. */
 Broker *fuzz_broker_new(const FuzzBrokerOptions *o);
 
 /* Checks the broker's bookkeeping, closes every connection, checks that
@@ -128,7 +134,7 @@ size_t fuzz_peer_drain(FuzzPeer *p);
  * stalled until nothing moves any more (at most @max_rounds rounds). */
 void fuzz_pump(Broker *b, FuzzPeer *peers, size_t n_peers, unsigned max_rounds);
 
-/* Makes the broker's timers due now, deterministically: the deadline of
- * pending request number @which (counting over all connections), or the
- * linger of a closing connection. */
+/* Makes one of the broker's timers due now, deterministically: number
+ * @which (modulo their number) of the pending requests' deadlines, the
+ * closing connections' lingers and the statistics timer. */
 void fuzz_fire_timer(Broker *b, unsigned which);

@@ -511,6 +511,34 @@ static void c_welcome(Buf *b) {
         frame(b, WIRE_WELCOME, 0, 0, 1, 0, meta, sizeof(meta), NULL, "ipcd", 4);
 }
 
+/* Reloads: a tighter configuration, then one that does not load. */
+static void s_reload(Buf *b) {
+        put_u8(b, 1);
+        o_connect(b, 0, FUZZ_UID_ADMIN);
+        o_connect(b, 1, FUZZ_UID_PUBLISHER);
+        o_connect(b, 2, 0);
+        o_subscribe(b, 0, 1, "#", 0, 0, 0);
+        o_subscribe(b, 0, 2, "$SYS/#", 0, 0, 0);
+        o_subscribe(b, 1, 1, "t/+/a", 0, 0, 0);
+        o_subscribe(b, 2, 1, "svc/#", WIRE_SUB_F_RESPONDER, 0, 0);
+        o_send(b, OP_PUBLISH, 1, 1 | 4, 1, "t/x/a", "retained before", 0);
+        o_send(b, OP_REQUEST, 1, 0, 1, "svc/echo", "pending over the reload", 0);
+        put_u8(b, fuzz_broker_op(OP_CONFIG, 0));
+        put_u8(b, 1);
+        o_admin(b, 0, 4, 0);
+        o_send(b, OP_PUBLISH, 1, 4, 1, "t/a", "after", 0);
+        o_send(b, OP_PUBLISH, 1, 4, 1, "t/x/a", "longer than the new payload limit of sixty-four bytes, surely", 0);
+        o_plain(b, OP_TIMER, 0);
+        put_u8(b, 1);
+        o_plain(b, OP_TIMER, 0);
+        put_u8(b, 2);
+        put_u8(b, fuzz_broker_op(OP_CONFIG, 0));
+        put_u8(b, 2);
+        o_admin(b, 0, 4, 0);
+        o_reply(b, 2, "late");
+        o_admin(b, 0, 0, 0);
+}
+
 /* ---- topic ---- */
 
 static void topic_seed(const char *name, unsigned flags, const char *list) {
@@ -562,6 +590,7 @@ int main(int argc, char **argv) {
         SCRIPT("block", s_overflow(&b, 0x08 | 3 << 1));
         SCRIPT("fds", s_fds(&b));
         SCRIPT("malformed", s_malformed(&b));
+        SCRIPT("reload", s_reload(&b));
 
         client_seed("messages", 0, c_messages);
         client_seed("fds", 4, c_fds);
