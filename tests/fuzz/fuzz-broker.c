@@ -157,6 +157,7 @@ static void op_subscribe(Run *r, FuzzPeer *p) {
         if (flags & 0x04) {
                 r->payload[plen] = 'g';
                 r->payload[plen + 1] = (uint8_t)('0' + (flags >> 5));
+                memcpy(a.sub.group, r->payload + plen, 2);
                 group_len = 2;
                 plen += 2;
         }

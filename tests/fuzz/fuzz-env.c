@@ -423,6 +423,33 @@ static void check_json(const uint8_t *text, size_t len, const char *what) {
         free(copy);
 }
 
+/* A connection gets each message at most once through its ungrouped
+ * subscriptions and once through each queue group, in the order of the
+ * topic's sequence: numbers only grow (gaps are drops, or the messages of
+ * other types or group members). */
+static void check_seq(FuzzPeer *p, const uint8_t *topic, size_t len, const char *group, uint64_t seq) {
+        char key[sizeof(p->seqs[0].key)];
+        size_t i;
+        int n = snprintf(key, sizeof(key), "%.*s\n%s", (int)len, (const char *)topic, group);
+
+        if (n < 0 || (size_t)n >= sizeof(key))
+                return;
+        for (i = 0; i < p->n_seqs; i++)
+                if (strcmp(p->seqs[i].key, key) == 0) {
+                        FUZZ_CHECK(seq > p->seqs[i].seq,
+                                   "message %llu on '%.*s'%s%s after message %llu", (unsigned long long)seq,
+                                   (int)len, topic, *group ? " for group " : "", group,
+                                   (unsigned long long)p->seqs[i].seq);
+                        p->seqs[i].seq = seq;
+                        return;
+                }
+        if (p->n_seqs < FUZZ_PEER_SEQS) {
+                memcpy(p->seqs[p->n_seqs].key, key, (size_t)n + 1);
+                p->seqs[p->n_seqs].seq = seq;
+                p->n_seqs++;
+        }
+}
+
 #define MONITOR_PREFIX "$SYS/monitor/"
 
 /* One frame from the broker, complete: @f is h->size bytes. */
@@ -550,6 +577,8 @@ static void check_frame(FuzzPeer *p, const WireHeader *h, const uint8_t *f) {
                 FUZZ_CHECK(p->subs[d.sub_id].responder == (h->kind == WIRE_REQUEST),
                            "a %s for %s subscription %u", wire_kind_name(h->kind),
                            p->subs[d.sub_id].responder ? "responder" : "ordinary", d.sub_id);
+                if (h->kind == WIRE_MESSAGE && !(h->flags & WIRE_F_RETAIN))
+                        check_seq(p, topic, h->topic_len, p->subs[d.sub_id].group, d.seq);
                 if (h->flags & WIRE_F_RETAIN) {
                         FUZZ_CHECK(d.sub_id == p->retained_sub,
                                    "a retained MESSAGE for subscription %u that is not right after its ACK",

@@ -69,6 +69,7 @@ void fuzz_broker_free(Broker *b);
 typedef struct FuzzSub {
         bool live;              /* between the ACKs of SUBSCRIBE and UNSUBSCRIBE */
         bool responder;
+        char group[4];          /* its queue group, "" for none */
         char filter[64];
         size_t filter_len;
         uint32_t types[4];
@@ -85,6 +86,14 @@ typedef struct FuzzAsk {
 } FuzzAsk;
 
 #define FUZZ_PEER_SUBS 8  /* sub ids 1..8 */
+#define FUZZ_PEER_SEQS 32
+
+/* The last sequence number a peer received on a topic through one way of
+ * delivery (its ungrouped subscriptions, or one queue group). */
+typedef struct FuzzSeq {
+        char key[72];   /* topic, '\n', group */
+        uint64_t seq;
+} FuzzSeq;
 #define FUZZ_PEER_ASKS 128
 #define FUZZ_PEER_REQS 4
 
@@ -114,6 +123,8 @@ typedef struct FuzzPeer {
         uint64_t req_ids[FUZZ_PEER_REQS]; /* REQUESTs received (their corr), newest last */
         size_t n_req_ids;
         uint32_t retained_sub;  /* retained MESSAGEs may come for it now */
+        FuzzSeq seqs[FUZZ_PEER_SEQS];
+        size_t n_seqs;
 } FuzzPeer;
 
 /* Connects @p (closed) to @b as @uid (gid: 2000 for FUZZ_UID_GROUPED,
