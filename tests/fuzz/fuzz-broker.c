@@ -306,10 +306,21 @@ static void op_flood(Run *r, FuzzPeer *p) {
         }
 }
 
+static bool verbose;
+
 static void run_op(Run *r) {
+        static const char *const names[_OP_MAX] = {
+                "connect", "close", "shutdown", "hello", "subscribe", "unsubscribe", "publish",
+                "request", "reply", "admin", "ping", "pong", "raw", "mutate", "split", "pump",
+                "stall", "timer", "flood", "batch", "config",
+        };
         uint8_t op_byte = fuzz_u8(&r->in);
         FuzzPeer *p = &r->peers[op_byte & 3];
         uint8_t op = fuzz_broker_opcodes[op_byte >> 2];
+
+        if (verbose)
+                fprintf(stderr, "# %s, client %d (%s), at input byte %zu\n", names[op], op_byte & 3,
+                        p->fd < 0 ? "closed" : p->eof ? "at its end" : "open", r->in.pos);
 
         if (op != OP_CONNECT && op != OP_PUMP && op != OP_TIMER && op != OP_BATCH && op != OP_SPLIT &&
             op != OP_CONFIG && p->fd < 0)
@@ -394,6 +405,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         (void)argc;
         (void)argv;
         fuzz_env_init();
+        verbose = getenv("FUZZ_VERBOSE") != NULL;
         return 0;
 }
 
@@ -428,7 +440,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 r->peers[i].stalled = false;
         r->batch = false;
         fuzz_pump(r->b, r->peers, N_PEERS, 64);
-        if (getenv("FUZZ_VERBOSE"))
+        if (verbose)
                 for (i = 0; i < N_PEERS; i++)
                         if (r->peers[i].used)
                                 fprintf(stderr, "# client %zu: %llu frames%s%s\n", i,
