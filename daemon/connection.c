@@ -1028,6 +1028,11 @@ static void on_read(evutil_socket_t fd, short what, void *userdata) {
                         /* A half-closed client can still read why. */
                         connection_error(c, WIRE_E_MALFORMED, 0, 0, true,
                                          "connection closed in the middle of a frame");
+                else if (c->out_count > 0)
+                        /* It may have shut down only its sending side:
+                         * like after an ERROR, it gets what is queued (the
+                         * answers to what it sent) within the linger. */
+                        stop_reading(c, CONNECTION_LINGER_SEC * 1000);
                 else
                         broker_drop_connection(b, c, NULL);
                 goto flush;
