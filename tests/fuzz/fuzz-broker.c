@@ -37,6 +37,7 @@ typedef struct Run {
         Broker *b;
         FuzzPeer peers[N_PEERS];
         bool batch;          /* do not pump after each operation */
+        bool tightened;      /* a reload may have lowered the limits */
         size_t split;        /* send the next frame in two parts, cut here */
         uint8_t frame[MAX_FRAME];
         uint8_t payload[MAX_FRAME];
@@ -44,15 +45,19 @@ typedef struct Run {
 
 /* A topic name or filter: mostly one of the table's, else bytes of the
  * input (valid or not). */
-static size_t pick_string(Run *r, const char *const *table, size_t n, const char **ret) {
+static size_t pick_string(Run *r, FuzzPeer *p, const char *const *table, size_t n, const char **ret) {
         uint8_t sel = fuzz_u8(&r->in);
         const uint8_t *s;
         size_t len;
 
         if (sel < 224) {
                 *ret = table[sel % n];
-                return strlen(*ret);
+                len = strlen(*ret);
+                if (r->tightened && len > 12)
+                        p->lax = true; /* over the tight max_topic_length */
+                return len;
         }
+        p->lax = true; /* perhaps no valid name or filter */
         len = fuzz_bytes(&r->in, fuzz_u8(&r->in) % 48, &s);
         *ret = (const char *)s;
         return len;
@@ -131,7 +136,11 @@ static void op_hello(Run *r, FuzzPeer *p) {
                 const uint8_t *s;
                 len = fuzz_bytes(&r->in, sel % 72, &s);
                 name = (const char *)s;
+                p->lax = true;
         }
+        if (p->hello_sent || len > WIRE_MAX_CLIENT_NAME)
+                p->lax = true; /* a second HELLO, a name too long */
+        p->hello_sent = true;
         send_frame(r, p, encode(r, WIRE_HELLO, 0, 0, fuzz_peer_ask(p, &a), 0, meta, sizeof(meta), NULL, 0,
                                 name, len),
                    NULL, 0);
@@ -146,7 +155,7 @@ static void op_subscribe(Run *r, FuzzPeer *p) {
         const char *filter;
         WireSubscribe ws;
 
-        flen = pick_string(r, fuzz_broker_filters, FUZZ_BROKER_N_FILTERS, &filter);
+        flen = pick_string(r, p, fuzz_broker_filters, FUZZ_BROKER_N_FILTERS, &filter);
         for (i = 0; i < n_types; i++) {
                 uint32_t t = fuzz_u8(&r->in) % 8;
                 le32_write(r->payload + plen, t);
@@ -162,6 +171,8 @@ static void op_subscribe(Run *r, FuzzPeer *p) {
                 plen += 2;
         }
         a.sub.responder = flags & WIRE_SUB_F_RESPONDER;
+        if (id == 0 || (a.sub.responder && group_len > 0))
+                p->lax = true;
         if (flen >= sizeof(a.sub.filter))
                 p->tracked = false;
         else {
@@ -203,10 +214,12 @@ static void op_payload_frame(Run *r, FuzzPeer *p, uint8_t kind) {
         FuzzAsk a = { .kind = kind, .want_ack = kind == WIRE_PUBLISH && (flags & WIRE_F_ACK) };
 
         if (kind != WIRE_REPLY)
-                tlen = pick_string(r, fuzz_broker_topics, FUZZ_BROKER_N_TOPICS, &topic);
+                tlen = pick_string(r, p, fuzz_broker_topics, FUZZ_BROKER_N_TOPICS, &topic);
         if (!bulk)
                 plen = pick_payload(r);
         n_fds = pick_fds(r, bulk, kinds);
+        if (n_fds > 1 || (r->tightened && plen > 64))
+                p->lax = true; /* over a limit, maybe */
         if (kind == WIRE_PUBLISH) {
                 if (bulk) {
                         le64_write(meta, bulk_size);
@@ -240,7 +253,7 @@ static void op_admin(Run *r, FuzzPeer *p) {
         size_t alen = 0;
 
         if (strcmp(cmd, "topics") == 0 && arg_sel < 128)
-                alen = pick_string(r, fuzz_broker_filters, FUZZ_BROKER_N_FILTERS, &arg);
+                alen = pick_string(r, p, fuzz_broker_filters, FUZZ_BROKER_N_FILTERS, &arg);
         else if (strcmp(cmd, "kick") == 0 && arg_sel < 200) {
                 alen = (size_t)snprintf(idbuf, sizeof(idbuf), "%u", r->peers[arg_sel % N_PEERS].client_id);
                 arg = idbuf;
@@ -257,6 +270,9 @@ static void op_admin(Run *r, FuzzPeer *p) {
 static void op_ping(Run *r, FuzzPeer *p, uint8_t kind) {
         FuzzAsk a = { .kind = WIRE_PING };
         size_t plen = pick_payload(r);
+
+        if (r->tightened && plen > 64)
+                p->lax = true;
         uint64_t corr = kind == WIRE_PING ? fuzz_peer_ask(p, &a) : p->next_corr++;
 
         send_frame(r, p, encode(r, kind, 0, 0, corr, 0, NULL, 0, NULL, 0, r->payload, plen), NULL, 0);
@@ -280,7 +296,7 @@ static void op_mutate(Run *r, FuzzPeer *p) {
         uint8_t value = fuzz_u8(&r->in), meta[64] = { 0 };
         size_t meta_len = fuzz_u8(&r->in) % 48, plen = pick_payload(r), len;
         const char *topic;
-        size_t tlen = pick_string(r, fuzz_broker_topics, FUZZ_BROKER_N_TOPICS, &topic);
+        size_t tlen = pick_string(r, p, fuzz_broker_topics, FUZZ_BROKER_N_TOPICS, &topic);
 
         p->tracked = false;
         len = encode(r, kind, 0, 0, p->next_corr++, 0, meta, meta_len, topic, tlen, r->payload, plen);
@@ -294,8 +310,10 @@ static void op_flood(Run *r, FuzzPeer *p) {
         uint8_t n = fuzz_u8(&r->in) % 64, flags = fuzz_u8(&r->in) & (WIRE_F_RETAIN | WIRE_F_ACK);
         size_t plen = pick_payload(r), i;
         const char *topic;
-        size_t tlen = pick_string(r, fuzz_broker_topics, FUZZ_BROKER_N_TOPICS, &topic);
+        size_t tlen = pick_string(r, p, fuzz_broker_topics, FUZZ_BROKER_N_TOPICS, &topic);
 
+        if (r->tightened && plen > 64)
+                p->lax = true;
         for (i = 0; i < n; i++) {
                 FuzzAsk a = { .kind = WIRE_PUBLISH, .want_ack = true };
                 uint64_t corr = (flags & WIRE_F_ACK) ? fuzz_peer_ask(p, &a) : p->next_corr++;
@@ -325,6 +343,8 @@ static void run_op(Run *r) {
         if (op != OP_CONNECT && op != OP_PUMP && op != OP_TIMER && op != OP_BATCH && op != OP_SPLIT &&
             op != OP_CONFIG && p->fd < 0)
                 return;
+        if (((op >= OP_SUBSCRIBE && op <= OP_PONG) || op == OP_FLOOD) && !p->hello_sent)
+                p->lax = true; /* the first frame must be HELLO */
         switch (op) {
         case OP_CONNECT: {
                 uint8_t sel = fuzz_u8(&r->in);
@@ -340,6 +360,8 @@ static void run_op(Run *r) {
                 fuzz_peer_close(p);
                 break;
         case OP_SHUTDOWN:
+                /* Perhaps inside a frame the socket did not take whole. */
+                p->lax = true;
                 shutdown(p->fd, SHUT_WR);
                 break;
         case OP_HELLO:
@@ -393,10 +415,13 @@ static void run_op(Run *r) {
         case OP_BATCH:
                 r->batch = true;
                 return;
-        case OP_CONFIG:
+        case OP_CONFIG: {
                 /* The next reload finds this. */
-                fuzz_env_config(fuzz_u8(&r->in));
+                uint8_t variant = fuzz_u8(&r->in) % 3;
+                fuzz_env_config(variant);
+                r->tightened |= variant == 1;
                 return;
+        }
         }
         pump(r);
 }

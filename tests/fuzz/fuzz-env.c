@@ -492,6 +492,13 @@ static void check_frame(FuzzPeer *p, const WireHeader *h, const uint8_t *f) {
                 FUZZ_CHECK(h->payload_len <= 511, "ERROR text of %u bytes", h->payload_len);
                 FUZZ_CHECK(fuzz_utf8_valid(payload, h->payload_len), "ERROR %s text is not UTF-8: %.*s",
                            wire_error_name(code), (int)h->payload_len, payload);
+                /* A client that sent nothing wrong is only ever cut off
+                 * for what it did not read, at a limit, or by an admin. */
+                if ((h->flags & WIRE_F_FATAL) && p->tracked && !p->lax)
+                        FUZZ_CHECK(code == WIRE_E_SLOW_CONSUMER || code == WIRE_E_KICKED ||
+                                           code == WIRE_E_LIMIT,
+                                   "a fatal ERROR %s for well-formed frames: %.*s", wire_error_name(code),
+                                   (int)h->payload_len, payload);
                 if (h->flags & WIRE_F_FATAL)
                         p->fatal = true;
                 if (p->tracked && h->corr != 0)

@@ -106,6 +106,10 @@ typedef struct FuzzPeer {
         bool stalled;           /* not read from (its broker queue fills up) */
         bool was_stalled;
         bool tracked;           /* only well-formed frames sent: check deliveries */
+        bool lax;               /* ... but maybe one the broker must refuse: a name too
+                                 * long, a wildcard in a topic, more fds or bytes than
+                                 * a limit, a second HELLO, a stream cut short */
+        bool hello_sent;
         bool eof;
         bool fatal;             /* a fatal ERROR arrived */
         bool welcomed;
