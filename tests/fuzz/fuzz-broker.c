@@ -7,10 +7,10 @@
  * raw or mutated bytes, fds of several kinds, partial frames; stop and
  * start reading a client (its queue fills and the overflow policies run),
  * fire request deadlines, lingers and the statistics timer, change the
- * configuration file that the next reload reads. The loop is pumped after each step
- * (or in batches) and everything the clients receive is checked; at the
- * end the broker's bookkeeping is recounted, everything is torn down, and
- * no fd and no byte of memory may be left.
+ * configuration file that the next reload reads. The loop is pumped after
+ * each step (or in batches) and everything the clients receive is checked;
+ * at the end the broker's bookkeeping is recounted, everything is torn
+ * down, and no fd and no byte of memory may be left.
  *
  * Input: one byte of broker setup, then operations: a byte whose low two
  * bits pick the client and whose high six the operation, then its fields.
@@ -123,7 +123,10 @@ static size_t encode(Run *r, uint8_t kind, uint16_t flags, uint32_t type, uint64
 }
 
 static void op_hello(Run *r, FuzzPeer *p) {
-        static const char *const names[] = { "fuzz", "", "ünïcødé", "a-long-client-name-of-many-bytes-0123456789-0123456789-0123456789" };
+        static const char *const names[] = {
+                "fuzz", "", "ünïcødé",
+                "a-long-client-name-of-many-bytes-0123456789-0123456789-0123456789", /* 65 */
+        };
         uint8_t sel = fuzz_u8(&r->in), meta[WIRE_META_HELLO] = { 0 };
         FuzzAsk a = { .kind = WIRE_HELLO };
         const char *name;
