@@ -6,8 +6,9 @@
  * well-formed frames of every kind built from fields the input chooses,
  * raw or mutated bytes, fds of several kinds, partial frames; stop and
  * start reading a client (its queue fills and the overflow policies run),
- * fire request deadlines, lingers and the statistics timer, change the
- * configuration file that the next reload reads. The loop is pumped after
+ * fire request and handshake deadlines, lingers and the statistics timer,
+ * change the configuration file that the next reload reads, shut down (as
+ * at SIGTERM: GOODBYE to everyone). The loop is pumped after
  * each step (or in batches) and everything the clients receive is checked;
  * at the end the broker's bookkeeping is recounted, everything is torn
  * down, and no fd and no byte of memory may be left.
@@ -333,7 +334,7 @@ static void run_op(Run *r) {
         static const char *const names[_OP_MAX] = {
                 "connect", "close", "shutdown", "hello", "subscribe", "unsubscribe", "publish",
                 "request", "reply", "admin", "ping", "pong", "raw", "mutate", "split", "pump",
-                "stall", "timer", "flood", "batch", "config",
+                "stall", "timer", "flood", "batch", "config", "goodbye",
         };
         uint8_t op_byte = fuzz_u8(&r->in);
         FuzzPeer *p = &r->peers[op_byte & 3];
@@ -344,7 +345,7 @@ static void run_op(Run *r) {
                         p->fd < 0 ? "closed" : p->eof ? "at its end" : "open", r->in.pos);
 
         if (op != OP_CONNECT && op != OP_PUMP && op != OP_TIMER && op != OP_BATCH && op != OP_SPLIT &&
-            op != OP_CONFIG && p->fd < 0)
+            op != OP_CONFIG && op != OP_GOODBYE && p->fd < 0)
                 return;
         if (((op >= OP_SUBSCRIBE && op <= OP_PONG) || op == OP_FLOOD) && !p->hello_sent)
                 p->lax = true; /* the first frame must be HELLO */
@@ -418,6 +419,18 @@ static void run_op(Run *r) {
         case OP_BATCH:
                 r->batch = true;
                 return;
+        case OP_GOODBYE: {
+                /* What the broker does at SIGTERM (broker_drain): every
+                 * connection gets GOODBYE after what is queued for it. */
+                Connection *c, *next;
+                for (c = r->b->conns; c; c = next) {
+                        next = c->next;
+                        if (connection_goodbye(c, "the broker is shutting down", 5000) < 0)
+                                broker_drop_connection(r->b, c, NULL);
+                }
+                broker_flush_pending(r->b);
+                break;
+        }
         case OP_CONFIG: {
                 /* The next reload finds this. */
                 uint8_t variant = fuzz_u8(&r->in) % 3;

@@ -460,7 +460,7 @@ static void check_frame(FuzzPeer *p, const WireHeader *h, const uint8_t *f) {
         uint32_t retained_sub = 0;
         FuzzAsk a;
 
-        FUZZ_CHECK(!p->fatal, "a %s frame after a fatal ERROR", wire_kind_name(h->kind));
+        FUZZ_CHECK(!p->fatal, "a %s frame after a fatal ERROR or GOODBYE", wire_kind_name(h->kind));
         FUZZ_CHECK(h->n_fds <= p->fds_queued, "a %s frame with %u fds, %zu arrived before it",
                    wire_kind_name(h->kind), h->n_fds, p->fds_queued);
         p->fds_queued -= h->n_fds;
@@ -493,10 +493,12 @@ static void check_frame(FuzzPeer *p, const WireHeader *h, const uint8_t *f) {
                 FUZZ_CHECK(fuzz_utf8_valid(payload, h->payload_len), "ERROR %s text is not UTF-8: %.*s",
                            wire_error_name(code), (int)h->payload_len, payload);
                 /* A client that sent nothing wrong is only ever cut off
-                 * for what it did not read, at a limit, or by an admin. */
+                 * for what it did not read, at a limit, by an admin, or
+                 * for a HELLO that was not handled in time (ref_kind 0:
+                 * about no frame). */
                 if ((h->flags & WIRE_F_FATAL) && p->tracked && !p->lax)
                         FUZZ_CHECK(code == WIRE_E_SLOW_CONSUMER || code == WIRE_E_KICKED ||
-                                           code == WIRE_E_LIMIT,
+                                           code == WIRE_E_LIMIT || (code == WIRE_E_HANDSHAKE && ref_kind == 0),
                                    "a fatal ERROR %s for well-formed frames: %.*s", wire_error_name(code),
                                    (int)h->payload_len, payload);
                 if (h->flags & WIRE_F_FATAL)
@@ -594,6 +596,14 @@ static void check_frame(FuzzPeer *p, const WireHeader *h, const uint8_t *f) {
                 }
                 break;
         }
+        case WIRE_GOODBYE:
+                /* PROTOCOL.md 7: the last frame, as this broker sends it. */
+                FUZZ_CHECK(h->meta_len == 0 && h->topic_len == 0 && h->flags == 0 && h->corr == 0,
+                           "GOODBYE with meta, topic, flags or corr");
+                FUZZ_CHECK(h->payload_len > 0 && utf8_printable((const char *)payload, h->payload_len),
+                           "GOODBYE without a printable reason");
+                p->fatal = true;
+                break;
         default:
                 FUZZ_CHECK(false, "the broker sent a %s frame", wire_kind_name(h->kind));
         }
@@ -701,11 +711,13 @@ void fuzz_fire_timer(Broker *b, unsigned which) {
         Pending *p;
 
         /* The timers, in a fixed order: every pending request's deadline,
-         * every closing connection's linger, the statistics. */
+         * every closing connection's linger, every handshake's deadline,
+         * the statistics. */
         for (c = b->conns; c; c = c->next) {
                 for (p = c->requests_made; p; p = p->made_next)
                         n++;
                 n += c->closing && c->ev_linger;
+                n += c->ev_hello != NULL;
         }
         n += b->ev_stats != NULL;
         if (n == 0)
@@ -719,6 +731,10 @@ void fuzz_fire_timer(Broker *b, unsigned which) {
                         }
                 if (c->closing && c->ev_linger && k-- == 0) {
                         event_active(c->ev_linger, EV_TIMEOUT, 1);
+                        return;
+                }
+                if (c->ev_hello && k-- == 0) {
+                        event_active(c->ev_hello, EV_TIMEOUT, 1);
                         return;
                 }
         }

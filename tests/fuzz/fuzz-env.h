@@ -111,7 +111,7 @@ typedef struct FuzzPeer {
                                  * a limit, a second HELLO, a stream cut short */
         bool hello_sent;
         bool eof;
-        bool fatal;             /* a fatal ERROR arrived */
+        bool fatal;             /* a fatal ERROR or GOODBYE arrived: nothing may follow */
         bool welcomed;
         bool admin_pending;
         uint32_t client_id;
@@ -151,5 +151,6 @@ void fuzz_pump(Broker *b, FuzzPeer *peers, size_t n_peers, unsigned max_rounds);
 
 /* Makes one of the broker's timers due now, deterministically: number
  * @which (modulo their number) of the pending requests' deadlines, the
- * closing connections' lingers and the statistics timer. */
+ * closing connections' lingers, the handshakes' deadlines and the
+ * statistics timer. */
 void fuzz_fire_timer(Broker *b, unsigned which);

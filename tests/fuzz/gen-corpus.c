@@ -539,6 +539,27 @@ static void s_reload(Buf *b) {
         o_admin(b, 0, 0, 0);
 }
 
+/* A handshake that never ends, a reader that stopped, then the shutdown. */
+static void s_goodbye(Buf *b) {
+        put_u8(b, 0);
+        o_connect(b, 0, 0);
+        o_connect(b, 1, 0);
+        put_u8(b, fuzz_broker_op(OP_CONNECT, 2));
+        put_u8(b, 0x40); /* no HELLO */
+        o_subscribe(b, 1, 1, "#", 0, 0, 0);
+        o_subscribe(b, 0, 1, "svc/#", WIRE_SUB_F_RESPONDER, 0, 0);
+        o_plain(b, OP_STALL, 1);
+        o_send(b, OP_PUBLISH, 0, 4, 1, "a/b", "queued before the shutdown", 0);
+        o_send(b, OP_REQUEST, 1, 0, 1, "svc/echo", "unanswered", 0);
+        o_plain(b, OP_TIMER, 0);
+        put_u8(b, 0); /* the handshake's deadline */
+        o_plain(b, OP_TIMER, 0);
+        put_u8(b, 0); /* the request's */
+        o_plain(b, OP_GOODBYE, 0);
+        o_send(b, OP_PUBLISH, 0, 4, 1, "a/b", "too late", 0);
+        o_plain(b, OP_STALL, 1);
+}
+
 /* ---- topic ---- */
 
 static void topic_seed(const char *name, unsigned flags, const char *list) {
@@ -591,6 +612,7 @@ int main(int argc, char **argv) {
         SCRIPT("fds", s_fds(&b));
         SCRIPT("malformed", s_malformed(&b));
         SCRIPT("reload", s_reload(&b));
+        SCRIPT("goodbye", s_goodbye(&b));
 
         client_seed("messages", 0, c_messages);
         client_seed("fds", 4, c_fds);
