@@ -1488,6 +1488,22 @@ static int handle_frame(ipcd_client *c, const WireHeader *h, const uint8_t *fram
         }
 }
 
+/* handle_frame(); a frame that ended the connection (a fatal ERROR,
+ * GOODBYE, a protocol violation) is the last one taken from the stream:
+ * whatever was read after it is dropped, never dispatched. */
+static int handle_frame_last(ipcd_client *c, const WireHeader *h, const uint8_t *frame, int *fds,
+                             bool dispatch) {
+        bool was_dead = c->dead != 0;
+        int r = handle_frame(c, h, frame, fds, dispatch);
+
+        if (!was_dead && c->dead) {
+                c->rstart = c->rend;
+                c->rx_need = WIRE_HEADER_SIZE;
+                fdq_clear(&c->rx_fds, false);
+        }
+        return r;
+}
+
 /*
  * Blocks until @a is answered (@a not NULL) or the output buffer holds at
  * most @out_max bytes (@a NULL), or until @deadline. Meanwhile it writes
@@ -1519,7 +1535,7 @@ static int client_block(ipcd_client *c, Await *a, size_t out_max, uint64_t deadl
                         r = rx_next_frame(c, &h, &f, fds);
                         if (r <= 0)
                                 break;
-                        (void)handle_frame(c, &h, f, fds, false);
+                        (void)handle_frame_last(c, &h, f, fds, false);
                         close_fds(fds, h.n_fds);
                 }
                 if (a && a->done) {
@@ -2619,7 +2635,7 @@ _public_ int ipcd_client_process(ipcd_client *c) {
                         break;
                 }
                 if (r > 0) {
-                        r = handle_frame(c, &h, f, fds, true);
+                        r = handle_frame_last(c, &h, f, fds, true);
                         close_fds(fds, h.n_fds);
                         if (r < 0)
                                 err = err ? err : r;

@@ -1038,14 +1038,20 @@ static int handle_admin(Connection *c, const WireHeader *h, const char *cmd, con
                 }
                 memcpy(idbuf, arg, h->payload_len);
                 idbuf[h->payload_len] = 0;
+                /* Digits only: no sign, no spaces, no NUL inside. */
+                if (strspn(idbuf, "0123456789") != h->payload_len) {
+                        connection_error(c, WIRE_E_BAD_COMMAND, h->kind, h->corr, false,
+                                         "kick needs a client id (a decimal number)");
+                        return 0;
+                }
                 errno = 0;
                 id = strtoul(idbuf, &end, 10);
-                victim = (*end || errno || id == 0 || id > UINT32_MAX || idbuf[0] == '-')
+                victim = (errno || id == 0 || id > UINT32_MAX)
                                  ? NULL
                                  : broker_find_connection(b, (uint32_t)id);
                 if (!victim || victim->closing) {
                         connection_error(c, WIRE_E_BAD_COMMAND, h->kind, h->corr, false,
-                                         "no client with id %s", *end || !*idbuf ? "(not a number)" : idbuf);
+                                         "no client with id %s", idbuf);
                         return 0;
                 }
                 log_notice("client %u (pid %d, uid %d) kicked by client %u (uid %d)", victim->id,

@@ -931,3 +931,25 @@ Test(json, nesting_is_bounded) {
         cr_assert(eq(int, json_parse(s, 2 * deep, &v), -EINVAL));
         free(s);
 }
+
+/* kick takes decimal digits only: a sign, spaces or a NUL followed by more
+ * bytes do not name a client (the broker once read "5\0junk" as 5). */
+Test(admin, kick_refuses_ids_that_are_not_plain_numbers) {
+        static const char *const bad[] = { " 1", "+1", "1 ", "0x1", "-1" };
+        int fd = raw_client(&tb, "admin", NULL), other = raw_client(&tb, "other", NULL);
+        uint32_t corr = 1;
+        size_t i;
+
+        for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                raw_send(fd, WIRE_ADMIN, 0, 0, corr++, NULL, 0, "kick", bad[i], strlen(bad[i]));
+                raw_expect_error(fd, WIRE_E_BAD_COMMAND, false);
+        }
+        raw_send(fd, WIRE_ADMIN, 0, 0, corr++, NULL, 0, "kick", "2\0junk", 6);
+        raw_expect_error(fd, WIRE_E_BAD_COMMAND, false);
+        /* Nobody was kicked. */
+        raw_sync(other);
+        cr_assert(eq(i64, raw_status_number(fd, "clients"), 2));
+        close(fd);
+        close(other);
+        stop();
+}
