@@ -657,12 +657,31 @@ static uint64_t fds_have(void) {
         return atomic_load(&sh->fds_received);
 }
 
+/*
+ * The end of a publisher of fds or bulk payloads: everything sent and
+ * handled, and no fd left behind but the one the library keeps (the last
+ * bulk memfd it made stays open until the next one or the unref).
+ */
+static void publisher_done(ipcd_client *c, int base_fds, const char *who) {
+        int r, now_fds;
+
+        final_sync(c);
+        r = ipcd_client_flush(c);
+        if (r < 0)
+                soak_die("flush: %s", strerror(-r));
+        now_fds = soak_count_fds();
+        if (now_fds < base_fds || now_fds > base_fds + 1)
+                soak_fail("the %s publisher has %d fds open after the run, %d before (the "
+                          "library keeps fds it sent?)",
+                          who, now_fds, base_fds);
+}
+
 int role_fds_pub(void) {
         uint64_t rng = opt.seed * 0xc4ceb9fe1a85ec53ull + 71, gseq = 0;
         size_t cap = 256 << 10;
         uint8_t *buf = malloc(cap);
         ipcd_client *c = soak_connect("soak-fds-pub");
-        int base_fds = soak_count_fds(), now_fds;
+        int base_fds = soak_count_fds();
         int64_t start;
         int r;
 
@@ -710,17 +729,7 @@ int role_fds_pub(void) {
                                  ipcd_client_last_error(c));
                 atomic_store(&sh->fds_published, gseq);
         }
-        final_sync(c);
-        r = ipcd_client_flush(c);
-        if (r < 0)
-                soak_die("flush: %s", strerror(-r));
-        /* The library keeps the last bulk memfd it made (until the next
-         * one or the unref): one fd, no more. */
-        now_fds = soak_count_fds();
-        if (now_fds < base_fds || now_fds > base_fds + 1)
-                soak_fail("the fds publisher has %d fds open after the run, %d before (the "
-                          "library keeps fds it sent?)",
-                          now_fds, base_fds);
+        publisher_done(c, base_fds, "fds");
         atomic_store(&sh->done[role_id], 1);
         soak_wait_phase(c, PH_EXIT);
         ipcd_client_unref(c);
@@ -840,7 +849,7 @@ int role_bulk_pub(void) {
         uint64_t rng = opt.seed * 0x2545f4914f6cdd1dull + 83, gseq = 0;
         uint8_t *buf = malloc(BULK_MAX);
         ipcd_client *c = soak_connect("soak-bulk-pub");
-        int base_fds = soak_count_fds(), now_fds;
+        int base_fds = soak_count_fds();
         int64_t start;
         int r;
 
@@ -897,15 +906,7 @@ int role_bulk_pub(void) {
                 atomic_store(&sh->bulk_published, gseq);
                 atomic_fetch_add(&sh->bulk_bytes_published, size);
         }
-        final_sync(c);
-        r = ipcd_client_flush(c);
-        if (r < 0)
-                soak_die("flush: %s", strerror(-r));
-        /* As for the fds publisher: the library's last bulk memfd. */
-        now_fds = soak_count_fds();
-        if (now_fds < base_fds || now_fds > base_fds + 1)
-                soak_fail("the bulk publisher has %d fds open after the run, %d before", now_fds,
-                          base_fds);
+        publisher_done(c, base_fds, "bulk");
         atomic_store(&sh->done[role_id], 1);
         soak_wait_phase(c, PH_EXIT);
         ipcd_client_unref(c);
