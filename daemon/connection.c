@@ -42,15 +42,52 @@
 #define BODY_POOL_KEEP (512 * 1024)
 #define BODY_UNPOOLED UINT8_MAX
 
-typedef struct BodyFree {
-        struct BodyFree *next;
-} BodyFree;
+/* A bounded list of free blocks of one size, kept for reuse. */
+typedef struct FreeBlock {
+        struct FreeBlock *next;
+} FreeBlock;
+
+typedef struct FreeList {
+        FreeBlock *head;
+        size_t n, max;
+} FreeList;
+
+/* A block from @l, or NULL when it has none. */
+static void *freelist_pop(FreeList *l) {
+        FreeBlock *f = l->head;
+
+        if (!f)
+                return NULL;
+        l->head = f->next;
+        l->n--;
+        return f;
+}
+
+/* Keeps @p in @l, or frees it when @l is full. */
+static void freelist_push(FreeList *l, void *p) {
+        FreeBlock *f = p;
+
+        if (l->n >= l->max) {
+                free(p);
+                return;
+        }
+        f->next = l->head;
+        l->head = f;
+        l->n++;
+}
+
+static void freelist_clear(FreeList *l) {
+        while (l->head)
+                free(freelist_pop(l));
+}
 
 static const size_t body_class_size[BODY_POOL_CLASSES] = { 128, 512, 2048, 8192 };
-static struct {
-        BodyFree *head;
-        size_t n;
-} body_pool[BODY_POOL_CLASSES];
+static FreeList body_pool[BODY_POOL_CLASSES] = {
+        { .max = BODY_POOL_KEEP / 128 },
+        { .max = BODY_POOL_KEEP / 512 },
+        { .max = BODY_POOL_KEEP / 2048 },
+        { .max = BODY_POOL_KEEP / 8192 },
+};
 
 /*
  * Output rings of the smallest size are pooled too: a connection frees its
@@ -60,33 +97,21 @@ static struct {
 #define RING_MIN 16
 #define RING_POOL_KEEP 64
 
-static struct {
-        BodyFree *head;
-        size_t n;
-} ring_pool;
+static FreeList ring_pool = { .max = RING_POOL_KEEP };
 
 static OutEntry *ring_alloc(size_t cap) {
-        BodyFree *f = ring_pool.head;
+        OutEntry *ring = cap == RING_MIN ? freelist_pop(&ring_pool) : NULL;
 
-        if (cap != RING_MIN || !f)
-                return malloc(cap * sizeof(OutEntry));
-        ring_pool.head = f->next;
-        ring_pool.n--;
-        return (OutEntry *)(void *)f;
+        return ring ? ring : malloc(cap * sizeof(OutEntry));
 }
 
 static void ring_free(OutEntry *ring, size_t cap) {
-        BodyFree *f = (BodyFree *)(void *)ring;
-
         if (!ring)
                 return;
-        if (cap != RING_MIN || ring_pool.n >= RING_POOL_KEEP) {
+        if (cap == RING_MIN)
+                freelist_push(&ring_pool, ring);
+        else
                 free(ring);
-                return;
-        }
-        f->next = ring_pool.head;
-        ring_pool.head = f;
-        ring_pool.n++;
 }
 
 static uint8_t body_class(size_t alloc) {
@@ -100,20 +125,9 @@ static uint8_t body_class(size_t alloc) {
 void body_pool_trim(void) {
         size_t i;
 
-        for (i = 0; i < BODY_POOL_CLASSES; i++) {
-                while (body_pool[i].head) {
-                        BodyFree *f = body_pool[i].head;
-                        body_pool[i].head = f->next;
-                        free(f);
-                }
-                body_pool[i].n = 0;
-        }
-        while (ring_pool.head) {
-                BodyFree *f = ring_pool.head;
-                ring_pool.head = f->next;
-                free(f);
-        }
-        ring_pool.n = 0;
+        for (i = 0; i < BODY_POOL_CLASSES; i++)
+                freelist_clear(&body_pool[i]);
+        freelist_clear(&ring_pool);
 }
 
 Body *body_new_with_fds(size_t len, const int *fds, size_t n_fds, size_t *held_fds) {
@@ -125,11 +139,9 @@ Body *body_new_with_fds(size_t len, const int *fds, size_t n_fds, size_t *held_f
 
         if (len > UINT32_MAX || n_fds > UINT16_MAX)
                 goto fail;
-        if (cls != BODY_UNPOOLED && body_pool[cls].head) {
-                b = (Body *)(void *)body_pool[cls].head;
-                body_pool[cls].head = body_pool[cls].head->next;
-                body_pool[cls].n--;
-        } else if (!(b = malloc(cls != BODY_UNPOOLED ? body_class_size[cls] : alloc)))
+        if (cls != BODY_UNPOOLED)
+                b = freelist_pop(&body_pool[cls]);
+        if (!b && !(b = malloc(cls != BODY_UNPOOLED ? body_class_size[cls] : alloc)))
                 goto fail;
         b->n_refs = 1;
         b->len = (uint32_t)len;
@@ -152,7 +164,6 @@ fail:
 
 Body *body_unref(Body *b) {
         size_t i;
-        uint8_t cls;
 
         if (!b || --b->n_refs > 0)
                 return NULL;
@@ -160,15 +171,10 @@ Body *body_unref(Body *b) {
                 safe_close(b->fds[i]);
         if (b->held_fds)
                 *b->held_fds -= b->n_fds;
-        cls = b->pool_class;
-        if (cls != BODY_UNPOOLED && (body_pool[cls].n + 1) * body_class_size[cls] <= BODY_POOL_KEEP) {
-                BodyFree *f = (BodyFree *)(void *)b;
-                f->next = body_pool[cls].head;
-                body_pool[cls].head = f;
-                body_pool[cls].n++;
-                return NULL;
-        }
-        free(b);
+        if (b->pool_class != BODY_UNPOOLED)
+                freelist_push(&body_pool[b->pool_class], b);
+        else
+                free(b);
         return NULL;
 }
 
